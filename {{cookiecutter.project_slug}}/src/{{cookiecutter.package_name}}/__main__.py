@@ -1,0 +1,7 @@
+"""``python -m <package>``: the command-line entry point."""
+
+from __future__ import annotations
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""The server and session lifecycle, wired into Bokeh by ``app/app_hooks.py``.
+
+Bokeh calls these through the directory app's hooks under every way of starting the server
+(``bokeh serve``, ``python -m <package> serve``, an in-process ``Server`` in tests), so the
+guarantees hold everywhere:
+
+* ``on_server_loaded``: load the shared, read-only dataset once per process.
+* ``on_session_created`` (a worker thread): attach ``session_context.locals``.
+* ``on_session_destroyed`` (the event loop): run every cleanup of the session once, in isolation,
+  then empty its locals and schedule one batched memory release for the discards of this round.
+* ``on_server_unloaded``: drop the shared dataset.
+
+The parameter names are the ones Bokeh checks (``server_context``, ``session_context``).
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+from . import data, memory
+from .cleanup import remember_module_globals, run_session_cleanups
+from .session_locals import attach_locals, locals_of_context
+from .settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def on_server_loaded(server_context: Any) -> None:
+    """Load per-process shared data before the first session."""
+    dataset = data.load_shared_dataset()
+    log.info("Shared dataset loaded: %d points, %.1f MB", dataset.points, dataset.nbytes / 2**20)
+
+
+def on_server_unloaded(server_context: Any) -> None:
+    """Release per-process shared data when the server stops."""
+    data.unload_shared_dataset()
+
+
+def _snapshot_cleanup_globals(context_ref: weakref.ReferenceType[Any]) -> None:
+    """Next tick after ``main.py`` ran: snapshot the globals its cleanups will need."""
+    session_context = context_ref()
+    if session_context is None:
+        return
+    store = getattr(session_context, "locals", None)
+    cleanups = list(session_context.document.session_destroyed_callbacks)
+    if store is not None:
+        cleanups += store.pending_cleanups()
+    remember_module_globals(session_context, cleanups)
+
+
+def on_session_created(session_context: Any) -> None:
+    """Attach the session's locals store. Runs in a worker thread, before ``main.py``."""
+    attach_locals(session_context)
+    context_ref = weakref.ref(session_context)
+    session_context.document.add_next_tick_callback(lambda: _snapshot_cleanup_globals(context_ref))
+
+
+def on_session_destroyed(session_context: Any) -> None:
+    """Run the session's cleanups, empty its locals, and schedule a batched memory release."""
+    try:
+        store = locals_of_context(session_context)
+    except RuntimeError:
+        log.error("Session %s was destroyed without a locals store", session_context.id)
+        return
+    try:
+        failures = run_session_cleanups(session_context)
+    finally:
+        store.close()
+    if failures:
+        log.warning("Session %s ended with %d failed cleanup(s)", session_context.id, failures)
+    settings = get_settings()
+    if settings.release_memory:
+        memory.schedule_release(settings.release_delay_ms)

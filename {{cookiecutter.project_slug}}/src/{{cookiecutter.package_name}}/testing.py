@@ -1,0 +1,189 @@
+"""Run a real Bokeh server in a background thread and drive real sessions against it.
+
+Used by this project's tests and by ``leakcheck``. The server listens on 127.0.0.1 with an
+OS-chosen port, runs on its own event loop in a daemon thread, and is inspected through
+``RunningServer.call``, which runs a function on that loop and returns its result. Sessions are
+opened the three ways production opens them: a ``bokeh.client`` websocket, a plain HTTP GET of the
+page (which creates a session with no connection), and a browser-like GET + websocket whose TCP
+connection is then reset without a websocket close (a tab killed or a network cut).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import os
+import re
+import socket
+import struct
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bokeh.application import Application
+from bokeh.command.util import build_single_handler_application
+from bokeh.server.server import Server
+from tornado.ioloop import IOLoop
+
+T = TypeVar("T")
+
+_TOKEN = re.compile(r'"token":\s*"([^"]+)"')
+
+
+@dataclass
+class RunningServer:
+    """A started Bokeh server plus the loop and thread it runs on."""
+
+    server: Server
+    loop: IOLoop
+    thread: threading.Thread
+    app_path: str
+
+    @property
+    def port(self) -> int:
+        return int(self.server.port)  # type: ignore[arg-type]
+
+    def url(self, path: str | None = None) -> str:
+        """``http://127.0.0.1:<port><path>``; the app's URL by default."""
+        return f"http://127.0.0.1:{self.port}{self.app_path if path is None else path}"
+
+    def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
+        """Run ``fn()`` on the server's event loop thread and return its result."""
+        result: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                result.set_result(fn())
+            except BaseException as error:  # hand any failure back to the caller
+                result.set_exception(error)
+
+        self.loop.add_callback(run)
+        return result.result(timeout)
+
+    def session_count(self) -> int:
+        """How many sessions the server holds now."""
+        return self.call(lambda: len(self.server.get_sessions()))
+
+    def wait_for_sessions(self, count: int, timeout: float) -> int:
+        """Poll until the server holds ``count`` sessions or ``timeout`` passes; returns the last count."""
+        deadline = time.monotonic() + timeout
+        current = self.session_count()
+        while current != count and time.monotonic() < deadline:
+            time.sleep(0.05)
+            current = self.session_count()
+        return current
+
+
+def load_application(app: str | os.PathLike[str] | Application) -> Application:
+    """An ``Application`` for a directory app or script path (or the application itself)."""
+    if isinstance(app, Application):
+        return app
+    return build_single_handler_application(str(Path(app).resolve()))
+
+
+@contextlib.contextmanager
+def running_server(
+    app: str | os.PathLike[str] | Application,
+    *,
+    app_path: str = "/app",
+    unused_session_lifetime_ms: int = 300,
+    check_unused_sessions_ms: int = 100,
+    **server_kwargs: Any,
+) -> Iterator[RunningServer]:
+    """Start a Bokeh server for ``app`` on 127.0.0.1, port 0, in a thread; stop it on exit."""
+    application = load_application(app)
+    started: concurrent.futures.Future[RunningServer] = concurrent.futures.Future()
+
+    def serve() -> None:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        loop = IOLoop.current()
+        try:
+            server = Server(
+                {app_path: application},
+                io_loop=loop,
+                address="127.0.0.1",
+                port=0,
+                unused_session_lifetime_milliseconds=unused_session_lifetime_ms,
+                check_unused_sessions_milliseconds=check_unused_sessions_ms,
+                **server_kwargs,
+            )
+            server.start()
+        except BaseException as error:
+            started.set_exception(error)
+            loop.close(all_fds=True)
+            return
+        started.set_result(RunningServer(server, loop, threading.current_thread(), app_path))
+        loop.start()
+        with contextlib.suppress(Exception):
+            server.stop()
+        loop.close(all_fds=True)
+
+    thread = threading.Thread(target=serve, name="bokeh-test-server", daemon=True)
+    thread.start()
+    running = started.result(timeout=30)
+    try:
+        yield running
+    finally:
+        running.loop.add_callback(running.loop.stop)
+        thread.join(timeout=30)
+
+
+def http_get(url: str, timeout: float = 10.0) -> tuple[int, str]:
+    """GET ``url``; returns the status and the body text."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback test URL
+        return int(response.status), response.read().decode("utf-8", "replace")
+
+
+def open_http_session(running: RunningServer) -> str:
+    """GET the app page: Bokeh creates a session that never gets a connection. Returns its token."""
+    status, page = http_get(running.url())
+    if status != 200:
+        raise RuntimeError(f"GET {running.url()} returned {status}")
+    match = _TOKEN.search(page)
+    if match is None:
+        raise RuntimeError("the page has no session token: is it a Bokeh app page?")
+    return match.group(1)
+
+
+def open_websocket_session(running: RunningServer) -> Any:
+    """A ``bokeh.client`` session (real websocket) that pulled the document. Close it when done."""
+    from bokeh.client import pull_session
+
+    return pull_session(url=running.url())
+
+
+def open_dropped_session(running: RunningServer, timeout: float = 10.0) -> None:
+    """Browser-like: GET the page, open its websocket, then reset TCP without a websocket close."""
+    token = open_http_session(running)
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {running.app_path.rstrip('/')}/ws HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{running.port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Protocol: bokeh, {token}\r\n\r\n"
+    )
+    sock = socket.create_connection(("127.0.0.1", running.port), timeout=timeout)
+    try:
+        sock.sendall(request.encode())
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise RuntimeError("server closed the websocket handshake")
+            reply += chunk
+        if not reply.startswith(b"HTTP/1.1 101"):
+            raise RuntimeError(f"websocket upgrade refused: {reply.splitlines()[0]!r}")
+        # Wait for the server's first message (ACK): the connection is attached to the session.
+        if not reply.split(b"\r\n\r\n", 1)[1]:
+            sock.recv(4096)
+    finally:
+        # SO_LINGER 0: close() sends RST, like a killed browser tab; no websocket close frame.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()

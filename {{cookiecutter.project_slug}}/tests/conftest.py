@@ -1,0 +1,37 @@
+"""Fixtures: a real Bokeh server for the project's app, on 127.0.0.1 and an OS-chosen port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }} import APP_DIR
+from {{ cookiecutter.package_name }}.settings import env_var, get_settings
+from {{ cookiecutter.package_name }}.testing import RunningServer, running_server
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Set project settings by env var inside a test; the cached settings are reset around it."""
+    get_settings.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def server() -> Iterator[RunningServer]:
+    """The project's app on a real server with short session expiry (300 ms, checked every 100 ms)."""
+    with running_server(APP_DIR) as running:
+        yield running
+
+
+@pytest.fixture
+def payload_mb(settings_env: pytest.MonkeyPatch) -> float:
+    """Make every session of the demo app hold 20 MB, so a leak cannot hide in RSS noise."""
+    settings_env.setenv(env_var("session_payload_mb"), "20")
+    return 20.0
