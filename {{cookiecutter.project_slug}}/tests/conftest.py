@@ -25,8 +25,11 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch
 
 @pytest.fixture
 def server() -> Iterator[RunningServer]:
-    """The project's app on a real server with short session expiry (300 ms, checked every 100 ms)."""
-    with running_server(APP_DIR) as running:
+    """The project's app on a real server with short session expiry (1.5 s, checked every 100 ms).
+
+    The lifetime must outlast opening a test's sessions: HTTP-only sessions start idle.
+    """
+    with running_server(APP_DIR, unused_session_lifetime_ms=1500) as running:
         yield running
 
 

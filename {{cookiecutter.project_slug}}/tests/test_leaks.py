@@ -61,7 +61,7 @@ def test_leak_check_reports_the_leaky_app() -> None:
 
 def test_guide_snippet_data_is_released_and_db_closed() -> None:
     """The guide's code, verbatim, on this project's locals: data freed, connection closed."""
-    with running_server(APPS / "guide") as running:
+    with running_server(APPS / "guide", unused_session_lifetime_ms=1500) as running:
         clients = [open_websocket_session(running) for _ in range(2)]
         open_http_session(running)
         open_dropped_session(running)
@@ -121,7 +121,7 @@ def test_connected_sessions_keep_their_data_while_others_expire(server, payload_
     for _ in range(3):
         open_http_session(server)
     assert server.wait_for_sessions(5, 10) == 5
-    # Lifetime is 300 ms: the HTTP-only sessions go, the connected ones must stay intact.
+    # The HTTP-only sessions expire; the connected ones must stay intact.
     assert server.wait_for_sessions(2, 10) == 2
 
     def kept_state() -> list[tuple[float, int]]:

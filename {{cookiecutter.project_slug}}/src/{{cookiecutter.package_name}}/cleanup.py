@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .session_locals import locals_of_context, session_locals
+from .session_locals import context_document, locals_of_context, session_locals
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -152,7 +152,7 @@ def run_session_cleanups(session_context: Any) -> int:
     for cleanup in store.take_cleanups():
         failures += not _run_isolated(session_id, _restore(cleanup, _snapshot_for(session_context, cleanup)))
 
-    document = session_context.document
+    document = context_document(session_context)
     doc_callbacks = list(document.session_destroyed_callbacks)
     document.session_destroyed_callbacks = set()
     for callback in doc_callbacks:

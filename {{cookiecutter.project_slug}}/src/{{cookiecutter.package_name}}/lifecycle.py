@@ -21,7 +21,7 @@ from typing import Any
 
 from . import data, memory
 from .cleanup import remember_module_globals, run_session_cleanups
-from .session_locals import attach_locals, locals_of_context
+from .session_locals import attach_locals, context_document, locals_of_context
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -38,13 +38,21 @@ def on_server_unloaded(server_context: Any) -> None:
     data.unload_shared_dataset()
 
 
-def _snapshot_cleanup_globals(context_ref: weakref.ReferenceType[Any]) -> None:
-    """Next tick after ``main.py`` ran: snapshot the globals its cleanups will need."""
+_longest_periodic_callback_ms = 0
+
+
+def _after_main_ran(context_ref: weakref.ReferenceType[Any]) -> None:
+    """Next tick after ``main.py`` ran: snapshot the globals its cleanups will need, and note the
+    longest periodic callback period (its cancelled timer outlives the session by up to that)."""
+    global _longest_periodic_callback_ms
     session_context = context_ref()
     if session_context is None:
         return
+    document = context_document(session_context)
+    periods = [getattr(callback, "period", 0) or 0 for callback in document.session_callbacks]
+    _longest_periodic_callback_ms = max([_longest_periodic_callback_ms, *periods])
     store = getattr(session_context, "locals", None)
-    cleanups = list(session_context.document.session_destroyed_callbacks)
+    cleanups = list(document.session_destroyed_callbacks)
     if store is not None:
         cleanups += store.pending_cleanups()
     remember_module_globals(session_context, cleanups)
@@ -54,7 +62,7 @@ def on_session_created(session_context: Any) -> None:
     """Attach the session's locals store. Runs in a worker thread, before ``main.py``."""
     attach_locals(session_context)
     context_ref = weakref.ref(session_context)
-    session_context.document.add_next_tick_callback(lambda: _snapshot_cleanup_globals(context_ref))
+    context_document(session_context).add_next_tick_callback(lambda: _after_main_ran(context_ref))
 
 
 def on_session_destroyed(session_context: Any) -> None:
@@ -72,4 +80,5 @@ def on_session_destroyed(session_context: Any) -> None:
         log.warning("Session %s ended with %d failed cleanup(s)", session_context.id, failures)
     settings = get_settings()
     if settings.release_memory:
-        memory.schedule_release(settings.release_delay_ms)
+        followup_ms = _longest_periodic_callback_ms + settings.release_delay_ms if _longest_periodic_callback_ms else 0
+        memory.schedule_release(settings.release_delay_ms, followup_ms)

@@ -4,7 +4,8 @@ Freeing per-session arrays is not enough: glibc raises its mmap threshold after 
 free, so later blocks come from the heap and stay mapped after ``free`` (BOKEH_FACTS: +202 MB kept
 of 202 MB). ``malloc_trim(0)`` returns those pages. The server calls ``schedule_release`` once per
 discarded session; the release itself runs once per batch, ``release_delay_ms`` after the first
-discard of the batch, on the event loop. On non-glibc platforms only ``gc.collect()`` runs.
+discard of the batch, on the event loop, plus one follow-up once the longest periodic
+callback period has passed. On non-glibc platforms only ``gc.collect()`` runs.
 """
 
 from __future__ import annotations
@@ -66,14 +67,23 @@ def release_memory() -> float:
     return duration
 
 
-def _run_pending_release(loop: asyncio.AbstractEventLoop) -> None:
+def _run_pending_release(loop: asyncio.AbstractEventLoop, followup_ms: int) -> None:
+    if followup_ms > 0:
+        release_memory()
+        loop.call_later(followup_ms / 1000, _run_pending_release, loop, 0)
+        return
     with _pending_lock:
         _loops_with_pending_release.discard(loop)
     release_memory()
 
 
-def schedule_release(delay_ms: int) -> None:
-    """Ask for one release ``delay_ms`` from now; requests made meanwhile share it."""
+def schedule_release(delay_ms: int, followup_ms: int = 0) -> None:
+    """Ask for a release ``delay_ms`` from now, and one more ``followup_ms`` after it.
+
+    Requests made before the batch finished share it. The follow-up catches documents that stay
+    reachable a little longer: a removed periodic callback's cancelled timer keeps its wrapper
+    (and through it the Document) on the event loop until the timer's due time.
+    """
     stats.requests += 1
     try:
         loop = asyncio.get_running_loop()
@@ -84,7 +94,7 @@ def schedule_release(delay_ms: int) -> None:
         if loop in _loops_with_pending_release:
             return
         _loops_with_pending_release.add(loop)
-    loop.call_later(delay_ms / 1000, _run_pending_release, loop)
+    loop.call_later(delay_ms / 1000, _run_pending_release, loop, followup_ms)
 
 
 def trim_supported() -> bool:

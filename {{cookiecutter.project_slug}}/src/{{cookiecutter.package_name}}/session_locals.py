@@ -85,6 +85,16 @@ class SessionLocals(MutableMapping[str, Any]):
             self._cleanups.clear()
 
 
+def context_document(session_context: Any) -> Document:
+    """The Document of a server session context.
+
+    Bokeh 3.10 has a public ``document`` property; 3.8 and 3.9 only ``_document``, which their own
+    ``DocumentLifecycleHandler`` reads. Both hold the Document strongly until the session is gone.
+    """
+    document = getattr(session_context, "_document", None)
+    return document if document is not None else session_context.document
+
+
 def attach_locals(session_context: Any) -> SessionLocals:
     """Give ``session_context`` its ``locals`` store (idempotent, safe from worker threads)."""
     with _attach_lock:

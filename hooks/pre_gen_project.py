@@ -1,0 +1,333 @@
+"""Refuse bad answers before cookiecutter renders a single file.
+
+Every answer ends up in code, manifests or server flags, so a typo here becomes a broken
+project (or a server that silently never frees sessions). This hook checks each answer, prints
+one ``ERROR: <field>: got <value>; <fix>`` line per bad field to stderr and exits 1; cookiecutter
+then raises ``FailedHookException`` and deletes the half-made project directory.
+
+Decision: ``check_unused_sessions_ms`` larger than ``unused_session_lifetime_ms`` is refused.
+Bokeh only looks for idle sessions every check interval, so the worst-case life of an idle
+session is lifetime + check interval; with a check interval longer than the lifetime the
+lifetime setting stops meaning anything.
+
+The answers reach this file only as JSON data inside a raw string, so any text (quotes,
+backslashes, emoji) in an answer cannot break the Python. The module imports cleanly while still
+unrendered (``ANSWERS`` is then ``{}``), so tests can call the functions directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import keyword
+import re
+import sys
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+
+# tojson escapes ' so nothing in an answer can close this raw ''' string; keep the quotes.
+_RENDERED_ANSWERS = r'''{{ cookiecutter | tojson }}'''  # fmt: skip
+
+PYTHON_VERSIONS = ("3.10", "3.11", "3.12", "3.13")
+RESERVED_PACKAGE_NAMES = frozenset(
+    {"bokeh", "tornado", "numpy", "psutil", "prometheus_client", "test", "tests", "app"}
+)
+SLUG_MAX_LENGTH = 64
+MAX_REPLICAS = 100
+MIN_MEMORY_BYTES = 128 * 2**20
+TRUE_WORDS = frozenset({"true", "yes"})
+FALSE_WORDS = frozenset({"false", "no"})
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SLUG = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+_PACKAGE = re.compile(r"[a-z_][a-z0-9_]*")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_DIGITS = re.compile(r"[0-9]+")
+_QUANTITY = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
+_SUFFIX_BYTES = {
+    None: 1,
+    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}  # fmt: skip
+_HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
+_BRACKETED = re.compile(r"\[(?P<host>[^\]]*)\](?::(?P<port>.*))?")
+
+#: A check returns ``None`` for a good value or the text telling the user what is accepted.
+Check = Callable[[object], str | None]
+
+
+def load_answers(raw: str) -> dict[str, object]:
+    """Parse the rendered answers; ``{}`` while the file is still an unrendered template."""
+    if raw.lstrip().startswith("{" * 2):
+        return {}
+    return dict(json.loads(raw))
+
+
+ANSWERS: dict[str, object] = load_answers(_RENDERED_ANSWERS)
+
+
+def parse_int(value: object) -> int | None:
+    """Return ``value`` as an int if it is an int (not bool) or a string of ASCII digits."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    return None
+
+
+def parse_bool(value: object) -> bool | None:
+    """Return ``value`` as a bool if it is one or a true/false/yes/no word (any case)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+    return None
+
+
+def quantity_to_bytes(quantity: str) -> int | None:
+    """Convert a Kubernetes memory quantity (``512Mi``, ``1Gi``, ``2G``) to bytes, else ``None``.
+
+    Same grammar as ``quantity_to_bytes`` in the generated ``settings.py``.
+    """
+    match = _QUANTITY.fullmatch(quantity)
+    if match is None:
+        return None
+    return int(Decimal(match["number"]) * _SUFFIX_BYTES[match["suffix"]])
+
+
+def check_text(value: object, *, required: bool) -> str | None:
+    """A single line of text: no control characters, non-empty when ``required``."""
+    if not isinstance(value, str):
+        return "expected text"
+    if required and not value.strip():
+        return "must not be empty"
+    if _CONTROL.search(value):
+        return "must be a single line without control characters (newline, tab, escape ...)"
+    return None
+
+
+def check_project_name(value: object) -> str | None:
+    """Any non-empty single-line text; quotes, backslashes and emoji are fine."""
+    return check_text(value, required=True)
+
+
+def check_description(value: object) -> str | None:
+    """Optional single-line text."""
+    return check_text(value, required=False)
+
+
+def check_author_name(value: object) -> str | None:
+    """Non-empty single-line text."""
+    return check_text(value, required=True)
+
+
+def check_project_slug(value: object) -> str | None:
+    """Lowercase words of letters and digits joined by single hyphens, at most 64 characters."""
+    hint = (
+        "use lowercase ASCII letters and digits in words joined by single hyphens, "
+        f"starting with a letter, at most {SLUG_MAX_LENGTH} characters (e.g. 'my-dashboard')"
+    )
+    if not isinstance(value, str) or not _SLUG.fullmatch(value) or len(value) > SLUG_MAX_LENGTH:
+        return hint
+    return None
+
+
+def check_package_name(value: object) -> str | None:
+    """A lowercase identifier that shadows neither a keyword, the stdlib nor a dependency."""
+    if not isinstance(value, str) or not _PACKAGE.fullmatch(value):
+        return "use a lowercase Python identifier: ASCII letters, digits and '_', not starting with a digit"
+    if keyword.iskeyword(value):
+        return "is a Python keyword; pick another name (e.g. add a suffix like '_dashboard')"
+    if value in sys.stdlib_module_names:
+        return "shadows a standard-library module; pick another name (e.g. add a suffix like '_dashboard')"
+    if value in RESERVED_PACKAGE_NAMES:
+        reserved = ", ".join(sorted(RESERVED_PACKAGE_NAMES))
+        return f"shadows a dependency or a name the project uses ({reserved}); pick another name"
+    return None
+
+
+def check_author_email(value: object) -> str | None:
+    """Looks like ``name@domain.tld``."""
+    if not isinstance(value, str) or not _EMAIL.fullmatch(value):
+        return "use an address like 'jane.doe@example.com' (one '@', a dot in the domain, no spaces)"
+    return None
+
+
+def check_python_version(value: object) -> str | None:
+    """One of the supported Python versions."""
+    if value not in PYTHON_VERSIONS:
+        return f"use one of {', '.join(PYTHON_VERSIONS)}"
+    return None
+
+
+def check_port(value: object) -> str | None:
+    """A TCP port number."""
+    port = parse_int(value)
+    if port is None or not 1 <= port <= 65535:
+        return "use a whole number from 1 to 65535"
+    return None
+
+
+def check_origin(entry: str) -> str | None:
+    """One ``host[:port]`` websocket origin; returns what is wrong with it."""
+    if not entry:
+        return "an entry is empty (stray comma?)"
+    if "*" in entry:
+        return f"{entry!r} uses the wildcard '*'; list every allowed host explicitly"
+    if "://" in entry:
+        return f"{entry!r} has a scheme; drop 'http://' or 'https://' and give host[:port]"
+    if "/" in entry:
+        return f"{entry!r} has a path; give only host[:port]"
+    if re.search(r"\s", entry):
+        return f"{entry!r} contains whitespace"
+    bracketed = _BRACKETED.fullmatch(entry)
+    if bracketed:
+        host, port = bracketed["host"], bracketed["port"]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"{entry!r} does not hold an IPv6 address inside the brackets"
+    else:
+        host, _, port_text = entry.partition(":")
+        port = port_text if ":" in entry else None
+        if ":" in port_text:
+            return f"{entry!r} has several ':'; write IPv6 addresses in brackets like '[::1]:5006'"
+        if not _is_host(host):
+            return f"{entry!r} does not start with a hostname, IPv4 address or bracketed IPv6 address"
+    if port is not None and check_port(port) is not None:
+        return f"{entry!r} has port {port!r}; a port must be a whole number from 1 to 65535"
+    return None
+
+
+def _is_host(host: str) -> bool:
+    """True for a DNS hostname or a dotted IPv4 address."""
+    if re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return False
+        return True
+    return bool(host) and all(_HOST_LABEL.fullmatch(label) for label in host.split("."))
+
+
+def check_allowed_origins(value: object) -> str | None:
+    """A comma-separated list of at least one explicit ``host[:port]``."""
+    if not isinstance(value, str) or not value.strip():
+        return "give at least one host[:port], e.g. 'localhost:5006' or 'dash.example.com'"
+    problems = [problem for entry in value.split(",") if (problem := check_origin(entry.strip()))]
+    if problems:
+        example = "expected comma-separated host[:port], e.g. 'localhost:5006,example.com'"
+        return "; ".join(problems) + f" ({example})"
+    return None
+
+
+def check_positive_ms(value: object) -> str | None:
+    """A whole number of milliseconds greater than zero."""
+    number = parse_int(value)
+    if number is None or number <= 0:
+        return "use a whole number of milliseconds greater than 0 (no sign, no decimals), e.g. 60000"
+    return None
+
+
+def check_memory_limit(value: object) -> str | None:
+    """A Kubernetes memory quantity of at least 128Mi."""
+    size = quantity_to_bytes(value) if isinstance(value, str) else None
+    if size is None:
+        return (
+            "use a Kubernetes memory quantity: a number with an optional suffix Ki, Mi, Gi, Ti, Pi, Ei "
+            "(powers of 1024) or k, M, G, T, P, E (powers of 1000), no space, e.g. '512Mi' or '1Gi' "
+            "('m' means milli, 'GB' and 'gi' are not valid)"
+        )
+    if size < MIN_MEMORY_BYTES:
+        return "must be at least 128Mi; a Bokeh server process cannot run in less"
+    return None
+
+
+def check_replicas(value: object) -> str | None:
+    """A replica count from 1 to 100."""
+    number = parse_int(value)
+    if number is None or not 1 <= number <= MAX_REPLICAS:
+        return f"use a whole number from 1 to {MAX_REPLICAS}"
+    return None
+
+
+def check_boolean(value: object) -> str | None:
+    """A yes/no answer."""
+    if parse_bool(value) is None:
+        return "answer true/false or yes/no"
+    return None
+
+
+CHECKS: dict[str, Check] = {
+    "project_name": check_project_name,
+    "project_slug": check_project_slug,
+    "package_name": check_package_name,
+    "description": check_description,
+    "author_name": check_author_name,
+    "author_email": check_author_email,
+    "python_version": check_python_version,
+    "port": check_port,
+    "allowed_origins": check_allowed_origins,
+    "unused_session_lifetime_ms": check_positive_ms,
+    "check_unused_sessions_ms": check_positive_ms,
+    "memory_limit": check_memory_limit,
+    "replicas": check_replicas,
+    "include_kubernetes": check_boolean,
+    "include_nginx": check_boolean,
+    "signed_sessions": check_boolean,
+}
+
+
+def format_error(field: str, value: object, hint: str) -> str:
+    """The one line printed for a bad field."""
+    return f"ERROR: {field}: got {value!r}; {hint}"
+
+
+def check_session_timing(answers: Mapping[str, object]) -> str | None:
+    """Refuse a check interval longer than the idle-session lifetime (see module docstring)."""
+    lifetime = parse_int(answers.get("unused_session_lifetime_ms"))
+    interval = parse_int(answers.get("check_unused_sessions_ms"))
+    if lifetime is None or interval is None or lifetime <= 0 or interval <= lifetime:
+        return None
+    return (
+        f"is longer than unused_session_lifetime_ms ({lifetime}); lower check_unused_sessions_ms to at "
+        f"most {lifetime}: an idle session lives up to lifetime + check interval, so a check interval "
+        "longer than the lifetime makes the lifetime setting meaningless"
+    )
+
+
+def validate(answers: Mapping[str, object]) -> list[str]:
+    """Return one ``ERROR: ...`` line per bad or missing answer (empty when all are good)."""
+    errors = []
+    for field, check in CHECKS.items():
+        if field not in answers:
+            errors.append(f"ERROR: {field}: missing; cookiecutter.json must define it")
+            continue
+        hint = check(answers[field])
+        if hint is not None:
+            errors.append(format_error(field, answers[field], hint))
+    timing = check_session_timing(answers)
+    if timing is not None:
+        errors.append(format_error("check_unused_sessions_ms", answers["check_unused_sessions_ms"], timing))
+    return errors
+
+
+def main(answers: Mapping[str, object]) -> int:
+    """Print every problem to stderr; return the process exit status."""
+    errors = validate(answers)
+    for error in errors:
+        print(error, file=sys.stderr)
+    if errors:
+        print(f"{len(errors)} answer(s) refused; nothing was generated.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(ANSWERS))
