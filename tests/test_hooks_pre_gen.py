@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import runpy
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,11 @@ import jinja2
 import pytest
 from cookiecutter.exceptions import FailedHookException
 from hook_loading import HOOKS_DIR, load_hook
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 pre_gen = load_hook("pre_gen_project")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import probe
 import pytest
 
+import probe
 from {{ cookiecutter.package_name }}.testing import (
     open_dropped_session,
     open_http_session,

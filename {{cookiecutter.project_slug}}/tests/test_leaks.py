@@ -34,8 +34,13 @@ pytestmark = pytest.mark.leak
 def test_app_releases_sessions_and_memory(payload_mb: float) -> None:
     # The server must hand memory back by itself: no allocator tuning from the environment.
     assert not [name for name in os.environ if name.startswith("MALLOC_")]
-    report = check_app_for_leaks(APP_DIR, websocket_sessions=SESSIONS_PER_KIND, http_sessions=SESSIONS_PER_KIND,
-                                 dropped_sessions=SESSIONS_PER_KIND, rss_budget_mb=5.0)
+    report = check_app_for_leaks(
+        APP_DIR,
+        websocket_sessions=SESSIONS_PER_KIND,
+        http_sessions=SESSIONS_PER_KIND,
+        dropped_sessions=SESSIONS_PER_KIND,
+        rss_budget_mb=5.0,
+    )
     print("\n" + report.summary())
     opened = 3 * SESSIONS_PER_KIND
     # The payload must be visible at the peak, or the RSS comparison proves nothing.
@@ -49,7 +54,9 @@ def test_leak_check_reports_the_leaky_app() -> None:
     import leaky_registry
 
     try:
-        report = check_app_for_leaks(APPS / "leaky", websocket_sessions=4, http_sessions=3, dropped_sessions=3)
+        report = check_app_for_leaks(
+            APPS / "leaky", websocket_sessions=4, http_sessions=3, dropped_sessions=3
+        )
         print("\n" + report.summary())
         assert not report.ok
         assert report.locals_values_alive == 10

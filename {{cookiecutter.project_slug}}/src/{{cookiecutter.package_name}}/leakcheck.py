@@ -17,6 +17,7 @@ calls ``gc.collect`` or ``malloc_trim``, it only waits. Use it from pytest::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import weakref
@@ -100,7 +101,9 @@ def rss_mb() -> float:
     return psutil.Process(os.getpid()).memory_info().rss / MB
 
 
-def _track(running: RunningServer) -> tuple[list[weakref.ref[Any]], list[weakref.ref[Any]], list[weakref.ref[Any]], list[str]]:
+def _track(
+    running: RunningServer,
+) -> tuple[list[weakref.ref[Any]], list[weakref.ref[Any]], list[weakref.ref[Any]], list[str]]:
     """Weak references to every live session's document, context and weak-referenceable locals."""
 
     def collect() -> tuple[list[weakref.ref[Any]], list[weakref.ref[Any]], list[weakref.ref[Any]], list[str]]:
@@ -114,10 +117,9 @@ def _track(running: RunningServer) -> tuple[list[weakref.ref[Any]], list[weakref
                 continue
             contexts.append(weakref.ref(context))
             for value in dict(getattr(context, "locals", None) or {}).values():
-                try:
+                # dicts, ints, ...: not weak-referenceable; RSS covers them
+                with contextlib.suppress(TypeError):
                     values.append(weakref.ref(value))
-                except TypeError:  # dicts, ints, ...: not weak-referenceable, covered by RSS
-                    pass
         return documents, contexts, values, ids
 
     return running.call(collect)
@@ -185,8 +187,11 @@ def check_app_for_leaks(
         # Warm-up: a round of the same shape pays for imports, caches and the allocator's high-water
         # mark (arenas grown for that many live documents); a leak grows again in the measured round.
         for _ in range(warmup_rounds):
-            _close_round(running, _open_round(running, websocket_sessions, http_sessions, dropped_sessions),
-                         expire_timeout_s)
+            _close_round(
+                running,
+                _open_round(running, websocket_sessions, http_sessions, dropped_sessions),
+                expire_timeout_s,
+            )
         baseline = _settled_rss(timeout=5.0)
 
         clients = _open_round(running, websocket_sessions, http_sessions, dropped_sessions)
@@ -204,7 +209,11 @@ def check_app_for_leaks(
         after = _settled_rss(timeout=5.0)
         return LeakReport(
             app=str(Path(app)),
-            sessions_opened={"websocket": websocket_sessions, "http-only": http_sessions, "dropped": dropped_sessions},
+            sessions_opened={
+                "websocket": websocket_sessions,
+                "http-only": http_sessions,
+                "dropped": dropped_sessions,
+            },
             sessions_left=left,
             documents_alive=sum(ref() is not None for ref in documents),
             contexts_alive=sum(ref() is not None for ref in contexts),

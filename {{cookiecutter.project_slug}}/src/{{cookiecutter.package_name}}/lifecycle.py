@@ -80,5 +80,7 @@ def on_session_destroyed(session_context: Any) -> None:
         log.warning("Session %s ended with %d failed cleanup(s)", session_context.id, failures)
     settings = get_settings()
     if settings.release_memory:
-        followup_ms = _longest_periodic_callback_ms + settings.release_delay_ms if _longest_periodic_callback_ms else 0
+        followup_ms = (
+            _longest_periodic_callback_ms + settings.release_delay_ms if _longest_periodic_callback_ms else 0
+        )
         memory.schedule_release(settings.release_delay_ms, followup_ms)

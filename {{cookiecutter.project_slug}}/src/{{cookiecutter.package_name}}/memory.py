@@ -63,7 +63,9 @@ def release_memory() -> float:
     duration = time.perf_counter() - started
     stats.releases += 1
     stats.last_duration_s = duration
-    log.debug("Released memory to the OS in %.1f ms (malloc_trim=%s)", duration * 1e3, _MALLOC_TRIM is not None)
+    log.debug(
+        "Released memory to the OS in %.1f ms (malloc_trim=%s)", duration * 1e3, _MALLOC_TRIM is not None
+    )
     return duration
 
 

@@ -13,17 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
-BAKED_ANSWERS: dict[str, object] = json.loads(
-    r'''{{ {
-        "project_name": cookiecutter.project_name,
-        "package_name": cookiecutter.package_name,
-        "port": cookiecutter.port | int,
-        "allowed_origins": cookiecutter.allowed_origins,
-        "unused_session_lifetime_ms": cookiecutter.unused_session_lifetime_ms | int,
-        "check_unused_sessions_ms": cookiecutter.check_unused_sessions_ms | int,
-        "memory_limit": cookiecutter.memory_limit,
-    } | tojson }}'''
-)
+# The answers, as JSON data (so quotes, backslashes and any Unicode in them are safe).
+BAKED_ANSWERS: dict[str, object] = json.loads(r'''{{ {"project_name": cookiecutter.project_name, "package_name": cookiecutter.package_name, "port": cookiecutter.port | int, "allowed_origins": cookiecutter.allowed_origins, "unused_session_lifetime_ms": cookiecutter.unused_session_lifetime_ms | int, "check_unused_sessions_ms": cookiecutter.check_unused_sessions_ms | int, "memory_limit": cookiecutter.memory_limit} | tojson }}''')  # noqa: E501  # fmt: skip
 
 PROJECT_NAME = str(BAKED_ANSWERS["project_name"])
 ENV_PREFIX = str(BAKED_ANSWERS["package_name"]).upper() + "_"

@@ -136,7 +136,7 @@ def running_server(
 
 def http_get(url: str, timeout: float = 10.0) -> tuple[int, str]:
     """GET ``url``; returns the status and the body text."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback test URL
+    with urllib.request.urlopen(url, timeout=timeout) as response:
         return int(response.status), response.read().decode("utf-8", "replace")
 
 

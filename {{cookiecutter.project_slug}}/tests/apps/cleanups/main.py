@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import probe
 from bokeh.io import curdoc
 from bokeh.models import Div
 
+import probe
 from {{ cookiecutter.package_name }}.cleanup import on_session_end
 
 doc = curdoc()

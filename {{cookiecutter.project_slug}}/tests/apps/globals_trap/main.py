@@ -6,9 +6,10 @@ the naive version. Served as this directory app, the project restores the global
 
 from __future__ import annotations
 
-import probe
 from bokeh.io import curdoc
 from bokeh.models import Div
+
+import probe
 
 KIND = "destroyed"
 

@@ -20,10 +20,10 @@ def load_large_dataframe():
 
 def cleanup_resources(session_context):
     # Example: close DB connection, clear caches
-    db_conn = session_context.locals.get('db_conn')
+    db_conn = session_context.locals.get("db_conn")
     if db_conn:
         db_conn.close()
-    cache = session_context.locals.get('data_cache')
+    cache = session_context.locals.get("data_cache")
     if cache:
         cache.clear()
 
@@ -31,14 +31,14 @@ def cleanup_resources(session_context):
 def modify_doc(doc):
     # Store large DataFrame in session_context, not module global
     df = load_large_dataframe()
-    doc.session_context.locals['data_cache'] = df
+    doc.session_context.locals["data_cache"] = df
     p = figure()
     p.line(df.x, df.y)
     doc.add_root(p)
 
 
 doc = curdoc()
-doc.session_context.locals['db_conn'] = sqlite3.connect(":memory:", check_same_thread=False)
+doc.session_context.locals["db_conn"] = sqlite3.connect(":memory:", check_same_thread=False)
 modify_doc(doc)
 # Register the hook on the current Document
 curdoc().on_session_destroyed(cleanup_resources)

@@ -6,10 +6,11 @@ also into a registry in an imported module, which outlives every session.
 
 from __future__ import annotations
 
-import leaky_registry
 import numpy as np
 from bokeh.io import curdoc
 from bokeh.models import Div
+
+import leaky_registry
 
 doc = curdoc()
 payload = np.ones(20 * 2**20 // 8)

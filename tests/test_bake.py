@@ -1,0 +1,143 @@
+"""Bake tests: the file set per option set, no template leftovers, lint, and the project's own suite."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CORE_FILES = {
+    ".cookiecutter-replay.json",
+    ".gitignore",
+    ".pre-commit-config.yaml",
+    "README.md",
+    "pyproject.toml",
+    "src/{pkg}/__init__.py",
+    "src/{pkg}/__main__.py",
+    "src/{pkg}/app/app_hooks.py",
+    "src/{pkg}/app/main.py",
+    "src/{pkg}/cleanup.py",
+    "src/{pkg}/cli.py",
+    "src/{pkg}/data.py",
+    "src/{pkg}/leakcheck.py",
+    "src/{pkg}/lifecycle.py",
+    "src/{pkg}/memory.py",
+    "src/{pkg}/serve.py",
+    "src/{pkg}/session_locals.py",
+    "src/{pkg}/settings.py",
+    "src/{pkg}/testing.py",
+    "tests/apps/cleanups/app_hooks.py",
+    "tests/apps/cleanups/main.py",
+    "tests/apps/globals_trap/app_hooks.py",
+    "tests/apps/globals_trap/main.py",
+    "tests/apps/guide/app_hooks.py",
+    "tests/apps/guide/main.py",
+    "tests/apps/leaky/app_hooks.py",
+    "tests/apps/leaky/main.py",
+    "tests/conftest.py",
+    "tests/leaky_registry.py",
+    "tests/probe.py",
+    "tests/test_cleanups.py",
+    "tests/test_cli.py",
+    "tests/test_leaks.py",
+    "tests/test_smoke.py",
+}
+OPTIONAL_FILES: dict[str, set[str]] = {"include_kubernetes": set(), "include_nginx": set()}
+FLAGS = ("include_kubernetes", "include_nginx", "signed_sessions")
+MATRIX = [dict(zip(FLAGS, values, strict=True)) for values in itertools.product([True, False], repeat=3)]
+LEFTOVER = re.compile(r"{{|{%|{#|cookiecutter\.")
+
+
+def matrix_id(options: dict[str, bool]) -> str:
+    return "-".join(("" if on else "no-") + name.replace("include_", "") for name, on in options.items())
+
+
+def expected_files(options: dict[str, bool], package: str) -> set[str]:
+    files = {path.format(pkg=package) for path in CORE_FILES}
+    for option, extra in OPTIONAL_FILES.items():
+        if options.get(option):
+            files |= extra
+    return files
+
+
+def rendered_files(project: Path) -> set[str]:
+    return {
+        str(path.relative_to(project))
+        for path in project.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and ".git" not in path.parts
+    }
+
+
+@pytest.mark.parametrize("options", MATRIX, ids=matrix_id)
+def test_bake_matrix_file_set_and_no_leftovers(cookies, options: dict[str, bool]) -> None:
+    result = cookies.bake(
+        extra_context={**options, "python_version": "3.13" if options["signed_sessions"] else "3.10"}
+    )
+    assert result.exit_code == 0, result.exception
+    project = Path(result.project_path)
+    assert rendered_files(project) == expected_files(options, "bokeh_dashboard")
+    for path in project.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            assert not LEFTOVER.search(text), f"template leftover in {path.relative_to(project)}"
+
+
+def test_default_bake_is_ruff_clean(default_project: Path) -> None:
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    subprocess.run([ruff, "check", "--no-cache", "."], cwd=default_project, check=True)
+    subprocess.run([ruff, "format", "--check", "--no-cache", "."], cwd=default_project, check=True)
+
+
+def test_default_bake_passes_pre_commit(default_project: Path, tmp_path: Path) -> None:
+    project = tmp_path / default_project.name
+    shutil.copytree(default_project, project)
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    pre_commit = shutil.which("pre-commit") or str(Path(sys.executable).with_name("pre-commit"))
+    subprocess.run([pre_commit, "run", "--all-files", "--show-diff-on-failure"], cwd=project, check=True)
+
+
+def test_rendered_project_suite_passes(project_python: Path, default_project: Path) -> None:
+    """The baked project's own pytest (real servers, leak tests, negative controls) passes."""
+    completed = subprocess.run(
+        [str(project_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-s"],
+        cwd=default_project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    tail = "\n".join(completed.stdout.splitlines()[-40:])
+    print(tail)
+    assert completed.returncode == 0, tail + completed.stderr[-3000:]
+    assert re.search(r"\b13 passed\b", completed.stdout), tail
+
+
+def test_cli_serves_the_app_with_answered_defaults(project_python: Path) -> None:
+    """``python -m bokeh_dashboard serve --help`` keeps every bokeh serve flag."""
+    completed = subprocess.run(
+        [str(project_python), "-m", "bokeh_dashboard", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for flag in (
+        "--unused-session-lifetime",
+        "--check-unused-sessions",
+        "--allow-websocket-origin",
+        "--num-procs",
+    ):
+        assert flag in completed.stdout
+
+
+def test_template_code_is_ruff_clean() -> None:
+    """The template's own Python (hooks, extensions, tests) follows the same rules as the project."""
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    root = Path(__file__).resolve().parent.parent
+    targets = ["hooks", "tests", "local_extensions.py"]
+    subprocess.run([ruff, "check", "--no-cache", *targets], cwd=root, check=True)
+    subprocess.run([ruff, "format", "--check", "--no-cache", *targets], cwd=root, check=True)
