@@ -2,9 +2,11 @@
 
 Runs inside the new project directory. It first removes the parts the answers switched off
 (Kubernetes manifests, the nginx config, the session-signing Secret) and the baker's local paths
-from ``.cookiecutter-replay.json``. Then it checks that every Python file compiles, every
-YAML/TOML/JSON file parses, no Jinja markup was left unrendered, and the idle-session timeouts
-agree between ``settings.py``, the ``Dockerfile`` and ``k8s/``. Any problem is printed as
+from ``.cookiecutter-replay.json``, and writes a fresh random session-signing key into the Secret
+(Jinja has no cryptographic random source). Then it checks that every Python file compiles, every
+YAML/TOML/JSON file parses, no Jinja markup was left unrendered, the idle-session timeouts
+agree between ``settings.py``, the ``Dockerfile`` and ``k8s/``, and the manifests' memory
+settings are coherent (request <= limit, soft limit < limit). Any problem is printed as
 ``ERROR: <file>: <what>`` and the hook exits 1, so cookiecutter deletes the broken project
 instead of handing it over.
 
@@ -17,9 +19,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import secrets
 import shutil
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 try:
@@ -53,6 +56,21 @@ TIMEOUTS = (
     ("unused_session_lifetime_ms", "--unused-session-lifetime", "UNUSED_SESSION_LIFETIME_MS"),
     ("check_unused_sessions_ms", "--check-unused-sessions", "CHECK_UNUSED_SESSIONS_MS"),
 )
+#: What ``k8s/secret.yaml`` holds in place of the key until ``fill_secret_key`` replaces it.
+SECRET_PLACEHOLDER = "@GENERATED_SECRET_KEY@"
+SECRET_FILE = "k8s/secret.yaml"
+#: Bokeh warns about keys shorter than this (``bokeh/settings.py``).
+MIN_SECRET_KEY_LENGTH = 32
+#: Suffix of the setting (env var / ConfigMap key) holding the memory soft limit in MiB.
+SOFT_LIMIT_SUFFIX = "MEMORY_SOFT_LIMIT_MB"
+#: Kinds whose pods are described by ``spec.template.spec`` (a Pod's own spec is ``spec``).
+WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
+_QUANTITY = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
+_SUFFIX_BYTES = {
+    None: 1,
+    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}  # fmt: skip
 _BAKED_LITERAL = re.compile(r"json\.loads\(\s*r'''(.*?)'''\s*\)", re.DOTALL)
 _TOKEN = re.compile(r"""[^\s"',\[\]=\\]+""")
 
@@ -152,6 +170,43 @@ def remove_disabled_parts(root: Path, answers: Mapping[str, object]) -> list[str
     if replay.is_file():
         strip_replay_paths(replay)
     return removed
+
+
+def fill_secret_key(root: Path, make_key: Callable[[], str] | None = None) -> bool:
+    """Replace the placeholder in ``k8s/secret.yaml`` with a new random key; return whether it did."""
+    path = root / SECRET_FILE
+    if not path.is_file():
+        return False
+    text = path.read_text(encoding="utf-8")
+    if SECRET_PLACEHOLDER not in text:
+        return False
+    key = make_key() if make_key is not None else secrets.token_urlsafe(48)
+    path.write_text(text.replace(SECRET_PLACEHOLDER, key), encoding="utf-8")
+    return True
+
+
+def check_secret_key(root: Path) -> list[str]:
+    """``k8s/secret.yaml`` (if any) holds a real key: no placeholder, at least 32 characters."""
+    path = root / SECRET_FILE
+    if yaml is None or not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8")
+    if SECRET_PLACEHOLDER in text:
+        return [f"{SECRET_FILE}: the key placeholder {SECRET_PLACEHOLDER!r} was not replaced"]
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
+    except yaml.YAMLError:
+        return []  # check_structured_files reports it
+    problems = []
+    for document in documents:
+        data = {**(document.get("data") or {}), **(document.get("stringData") or {})}
+        key = data.get("BOKEH_SECRET_KEY")
+        if key is None:
+            problems.append(f"{SECRET_FILE}: no BOKEH_SECRET_KEY entry")
+        elif len(str(key)) < MIN_SECRET_KEY_LENGTH:
+            short = f"shorter than {MIN_SECRET_KEY_LENGTH} characters"
+            problems.append(f"{SECRET_FILE}: BOKEH_SECRET_KEY is {short}")
+    return problems
 
 
 def check_python_compiles(root: Path) -> list[str]:
@@ -369,14 +424,130 @@ def check_timeouts_agree(root: Path, answers: Mapping[str, object]) -> list[str]
     )
 
 
+def quantity_bytes(value: object) -> int | None:
+    """A Kubernetes memory quantity (``512Mi``, ``1Gi``, ``2G``, a plain number) in bytes, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    match = _QUANTITY.fullmatch(str(value).strip())
+    if match is None:
+        return None
+    return int(float(match["number"]) * _SUFFIX_BYTES[match["suffix"]])
+
+
+def pod_containers(document: object) -> list[dict]:
+    """The containers (init containers included) of a workload or Pod manifest."""
+    if not isinstance(document, dict) or not isinstance(document.get("spec"), dict):
+        return []
+    spec = document["spec"]
+    if document.get("kind") in WORKLOAD_KINDS:
+        spec = ((spec.get("template") or {}).get("spec")) or {}
+    elif document.get("kind") != "Pod":
+        return []
+    containers = [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
+    return [container for container in containers if isinstance(container, dict)]
+
+
+def container_memory_problems(where: str, container: Mapping[str, object]) -> list[str]:
+    """The container has a parseable memory limit and its memory request does not exceed it."""
+    name = f"{where}: container {container.get('name', '?')!r}"
+    resources = container.get("resources")
+    resources = resources if isinstance(resources, dict) else {}
+    request = (resources.get("requests") or {}).get("memory")
+    limit = (resources.get("limits") or {}).get("memory")
+    if limit is None:
+        return [f"{name} has no memory limit"]
+    limit_bytes = quantity_bytes(limit)
+    if limit_bytes is None:
+        return [f"{name}: memory limit {limit!r} is not a memory quantity"]
+    if request is None:
+        return []
+    request_bytes = quantity_bytes(request)
+    if request_bytes is None:
+        return [f"{name}: memory request {request!r} is not a memory quantity"]
+    if request_bytes > limit_bytes:
+        return [f"{name}: memory request {request} is above the memory limit {limit}"]
+    return []
+
+
+def soft_limits(node: object) -> Iterator[tuple[str, object]]:
+    """``(label, value)`` of every ``*_MEMORY_SOFT_LIMIT_MB`` map key or ``{name, value}`` env entry."""
+    if isinstance(node, dict):
+        name = node.get("name")
+        if isinstance(name, str) and _env_name_matches(name, SOFT_LIMIT_SUFFIX) and "value" in node:
+            yield f"env {name}", node["value"]
+        for key, value in node.items():
+            if isinstance(key, str) and _env_name_matches(key, SOFT_LIMIT_SUFFIX):
+                if not isinstance(value, (dict, list)):
+                    yield key, value
+            else:
+                yield from soft_limits(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from soft_limits(item)
+
+
+def soft_limit_problem(where: str, label: str, value: object, limit_bytes: int, limit: str) -> str | None:
+    """Problem text unless ``value`` MiB is 0 (automatic: 80 % of the limit) or below ``limit_bytes``."""
+    text = str(value).strip()
+    if text.startswith("$"):
+        return None
+    if not re.fullmatch(r"[0-9]+", text):
+        return f"{where}: {label} is {value!r}, not a whole number of MiB"
+    if int(text) * 2**20 >= limit_bytes:
+        return f"{where}: {label} is {text} MiB, not below the memory limit {limit}"
+    return None
+
+
+def check_memory_limits(root: Path, answers: Mapping[str, object]) -> list[str]:
+    """In ``k8s/``: memory request <= limit per container, and every soft limit below the limit.
+
+    The soft limit is compared with the smallest container memory limit in the manifests, or with
+    the ``memory_limit`` answer when no manifest sets one.
+    """
+    k8s = root / "k8s"
+    if yaml is None or not k8s.is_dir():
+        return []
+    problems: list[str] = []
+    limits: list[tuple[int, str]] = []
+    softs: list[tuple[str, str, object]] = []
+    for path in iter_files(k8s, [".yaml", ".yml"]):
+        try:
+            documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        except yaml.YAMLError:
+            continue  # check_structured_files reports it
+        where = relative(root, path)
+        for document in documents:
+            for container in pod_containers(document):
+                problems += container_memory_problems(where, container)
+                limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+                if (limit_bytes := quantity_bytes(limit)) is not None:
+                    limits.append((limit_bytes, str(limit)))
+            softs += [(where, label, value) for label, value in soft_limits(document)]
+    if not limits:
+        answer = str(answers.get("memory_limit", ""))
+        if (answer_bytes := quantity_bytes(answer)) is None:
+            if softs:
+                problems.append(f"answers: memory_limit is {answer!r}, not a memory quantity")
+            return problems
+        limits.append((answer_bytes, answer))
+    smallest, smallest_text = min(limits)
+    for where, label, value in softs:
+        if (problem := soft_limit_problem(where, label, value, smallest, smallest_text)) is not None:
+            problems.append(problem)
+    return problems
+
+
 def main(answers: Mapping[str, object], root: Path) -> int:
     """Trim the project, run every check, print the problems; return the exit status."""
     remove_disabled_parts(root, answers)
+    fill_secret_key(root)
     problems = (
         check_python_compiles(root)
         + check_structured_files(root)
         + check_no_template_leftovers(root, answers)
         + check_timeouts_agree(root, answers)
+        + check_memory_limits(root, answers)
+        + check_secret_key(root)
     )
     for problem in problems:
         print(f"ERROR: {problem}", file=sys.stderr)

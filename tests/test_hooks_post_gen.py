@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hook_loading import load_hook
 
 post_gen = load_hook("post_gen_project")
@@ -68,6 +69,8 @@ def test_pristine_copy_has_no_problems(project: Path, answers: dict[str, Any]) -
     assert post_gen.check_structured_files(project) == []
     assert post_gen.check_no_template_leftovers(project, answers) == []
     assert post_gen.check_timeouts_agree(project, answers) == []
+    assert post_gen.check_memory_limits(project, answers) == []
+    assert post_gen.check_secret_key(project) == []
 
 
 def test_main_returns_0_on_pristine_copy(
@@ -353,3 +356,182 @@ def test_switched_off_parts_are_absent_after_a_real_bake(cookies: Any) -> None:
     assert result.exit_code == 0, result.exception
     assert not (result.project_path / "k8s").exists()
     assert not (result.project_path / "deploy" / "nginx.conf").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The baked Dockerfile, memory settings in k8s/, the session-signing key
+# ---------------------------------------------------------------------------------------------
+
+
+def test_baked_dockerfile_timeouts_are_checked(project: Path, answers: dict[str, Any]) -> None:
+    """The exec-form CMD of the real Dockerfile is read: changing a value there is reported."""
+    dockerfile = project / "Dockerfile"
+    text = dockerfile.read_text(encoding="utf-8")
+    assert f'"--unused-session-lifetime", "{LIFETIME}"' in text
+    assert f'"--check-unused-sessions", "{CHECK}"' in text
+    dockerfile.write_text(
+        text.replace(
+            f'"--unused-session-lifetime", "{LIFETIME}"', '"--unused-session-lifetime", "15000"'
+        ).replace(f'"--check-unused-sessions", "{CHECK}"', '"--check-unused-sessions", "17000"'),
+        encoding="utf-8",
+    )
+    problems = post_gen.check_timeouts_agree(project, answers)
+    assert len(problems) == 2, problems
+    assert all(problem.startswith("Dockerfile: ") for problem in problems)
+    assert "'15000'" in problems[0] and "'17000'" in problems[1]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1Gi", 2**30),
+        ("512Mi", 512 * 2**20),
+        ("1.5Gi", 3 * 2**29),
+        ("2G", 2 * 10**9),
+        ("300000000", 300000000),
+        (268435456, 2**28),
+        ("1gi", None),
+        ("1 Gi", None),
+        ("", None),
+        (True, None),
+        (None, None),
+    ],
+)
+def test_quantity_bytes(value: object, expected: int | None) -> None:
+    assert post_gen.quantity_bytes(value) == expected
+
+
+def deployment(requests: dict[str, str], limits: dict[str, str]) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "dash"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {"name": "server", "resources": {"requests": requests, "limits": limits}}
+                        ]
+                    }
+                }
+            },
+        }
+    )
+
+
+def test_baked_memory_settings_pass(project: Path, answers: dict[str, Any]) -> None:
+    assert (project / "k8s" / "deployment.yaml").is_file()
+    assert post_gen.check_memory_limits(project, answers) == []
+
+
+def test_memory_request_above_limit_is_reported(project: Path, answers: dict[str, Any]) -> None:
+    (project / "k8s" / "deployment.yaml").write_text(
+        deployment({"memory": "2Gi"}, {"memory": "1Gi"}), encoding="utf-8"
+    )
+    assert post_gen.check_memory_limits(project, answers) == [
+        "k8s/deployment.yaml: container 'server': memory request 2Gi is above the memory limit 1Gi"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("requests", "limits", "expected"),
+    [
+        pytest.param({"memory": "1Gi"}, {}, "has no memory limit", id="no-limit"),
+        pytest.param({}, {"memory": "lots"}, "memory limit 'lots' is not a memory quantity", id="bad-limit"),
+        pytest.param(
+            {"memory": "1 Gi"}, {"memory": "1Gi"}, "memory request '1 Gi' is not a", id="bad-request"
+        ),
+    ],
+)
+def test_missing_or_unreadable_memory_is_reported(
+    project: Path, answers: dict[str, Any], requests: dict[str, str], limits: dict[str, str], expected: str
+) -> None:
+    (project / "k8s" / "deployment.yaml").write_text(deployment(requests, limits), encoding="utf-8")
+    (problem,) = post_gen.check_memory_limits(project, answers)
+    assert problem.startswith("k8s/deployment.yaml: container 'server'")
+    assert expected in problem
+
+
+@pytest.mark.parametrize(
+    ("soft_mb", "ok"),
+    [("819", True), ("0", True), ("1023", True), ("1024", False), ("4096", False), ("lots", False)],
+)
+def test_soft_limit_must_be_below_the_limit(
+    project: Path, answers: dict[str, Any], soft_mb: str, ok: bool
+) -> None:
+    configmap = project / "k8s" / "configmap.yaml"
+    text, count = re.subn(
+        r'(_MEMORY_SOFT_LIMIT_MB:\s*)"\d+"', rf'\g<1>"{soft_mb}"', configmap.read_text("utf-8")
+    )
+    assert count == 1
+    configmap.write_text(text, encoding="utf-8")
+    problems = post_gen.check_memory_limits(project, answers)
+    if ok:
+        assert problems == []
+    else:
+        assert len(problems) == 1
+        assert problems[0].startswith("k8s/configmap.yaml: BOKEH_DASHBOARD_MEMORY_SOFT_LIMIT_MB is ")
+
+
+def test_soft_limit_in_env_is_compared_with_the_answer_without_limits(tmp_path: Path) -> None:
+    (tmp_path / "k8s").mkdir()
+    (tmp_path / "k8s" / "pod.yaml").write_text(
+        "kind: Pod\nspec:\n  containers:\n    - name: a\n      env:\n"
+        "        - {name: X_MEMORY_SOFT_LIMIT_MB, value: '600'}\n",
+        encoding="utf-8",
+    )
+    # The container has no limit (reported), so the soft limit is compared with the answer.
+    problems = post_gen.check_memory_limits(tmp_path, {"memory_limit": "512Mi"})
+    assert problems == [
+        "k8s/pod.yaml: container 'a' has no memory limit",
+        "k8s/pod.yaml: env X_MEMORY_SOFT_LIMIT_MB is 600 MiB, not below the memory limit 512Mi",
+    ]
+    assert post_gen.check_memory_limits(tmp_path, {"memory_limit": "1Gi"}) == [
+        "k8s/pod.yaml: container 'a' has no memory limit"
+    ]
+
+
+def test_no_k8s_means_no_memory_problems(tmp_path: Path) -> None:
+    assert post_gen.check_memory_limits(tmp_path, {"memory_limit": "1Gi"}) == []
+
+
+SECRET = 'kind: Secret\nstringData:\n  BOKEH_SECRET_KEY: "@GENERATED_SECRET_KEY@"\n'
+
+
+def test_secret_key_is_generated_once(tmp_path: Path) -> None:
+    secret = tmp_path / "k8s" / "secret.yaml"
+    secret.parent.mkdir()
+    secret.write_text(SECRET, encoding="utf-8")
+    assert post_gen.check_secret_key(tmp_path) == [
+        "k8s/secret.yaml: the key placeholder '@GENERATED_SECRET_KEY@' was not replaced"
+    ]
+    assert post_gen.fill_secret_key(tmp_path) is True
+    key = yaml.safe_load(secret.read_text(encoding="utf-8"))["stringData"]["BOKEH_SECRET_KEY"]
+    assert len(key) >= 32 and key != post_gen.SECRET_PLACEHOLDER
+    assert post_gen.check_secret_key(tmp_path) == []
+    assert post_gen.fill_secret_key(tmp_path) is False  # nothing left to replace: the key stays
+    assert yaml.safe_load(secret.read_text(encoding="utf-8"))["stringData"]["BOKEH_SECRET_KEY"] == key
+
+
+def test_short_or_missing_secret_key_is_reported(tmp_path: Path) -> None:
+    secret = tmp_path / "k8s" / "secret.yaml"
+    secret.parent.mkdir()
+    secret.write_text(SECRET, encoding="utf-8")
+    post_gen.fill_secret_key(tmp_path, make_key=lambda: "short")
+    assert post_gen.check_secret_key(tmp_path) == [
+        "k8s/secret.yaml: BOKEH_SECRET_KEY is shorter than 32 characters"
+    ]
+    secret.write_text("kind: Secret\nstringData: {OTHER: x}\n", encoding="utf-8")
+    assert post_gen.check_secret_key(tmp_path) == ["k8s/secret.yaml: no BOKEH_SECRET_KEY entry"]
+
+
+def test_two_signed_bakes_get_different_keys(cookies: Any) -> None:
+    keys = []
+    for _ in range(2):
+        result = cookies.bake(extra_context={"signed_sessions": True})
+        assert result.exit_code == 0, result.exception
+        secret = yaml.safe_load((result.project_path / "k8s" / "secret.yaml").read_text(encoding="utf-8"))
+        keys.append(secret["stringData"]["BOKEH_SECRET_KEY"])
+    assert keys[0] != keys[1]
+    assert all(len(key) >= 32 for key in keys)

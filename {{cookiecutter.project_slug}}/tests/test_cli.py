@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -23,7 +24,9 @@ def free_port() -> int:
 
 def serve_and_pull(command: list[str], port: int, timeout: float = 30.0) -> str:
     """Start ``command``, pull a session from it, stop it; returns the server's log."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # No drain on SIGTERM here: test_ops.py covers draining.
+    env = {**os.environ, "{{ cookiecutter.package_name | upper }}_DRAIN_SECONDS": "0"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     log: list[str] = []
     try:
         deadline = time.monotonic() + timeout

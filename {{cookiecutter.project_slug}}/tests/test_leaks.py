@@ -26,7 +26,7 @@ from {{ cookiecutter.package_name }}.testing import (
 )
 
 APPS = Path(__file__).resolve().parent / "apps"
-SESSIONS_PER_KIND = 10
+SESSIONS_PER_KIND = 4  # 12 sessions x 20 MB: a leak of one session is 4x the RSS budget
 
 pytestmark = pytest.mark.leak
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from . import monitor
 from .serve import ProductionServe
 from .settings import SettingsError
 
@@ -16,6 +17,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     serve_parser = subparsers.add_parser(ProductionServe.name, help=ProductionServe.help)
     serve_parser.set_defaults(invoke=ProductionServe(parser=serve_parser).invoke)
+    monitor_parser = subparsers.add_parser("monitor", help=monitor.HELP, description=monitor.DESCRIPTION)
+    monitor.add_arguments(monitor_parser).set_defaults(invoke=monitor.run)
     return parser
 
 

@@ -169,15 +169,15 @@ def check_app_for_leaks(
     http_sessions: int = 10,
     dropped_sessions: int = 10,
     rss_budget_mb: float = 5.0,
-    unused_session_lifetime_ms: int = 3000,
+    unused_session_lifetime_ms: int = 1500,
     check_unused_sessions_ms: int = 200,
     expire_timeout_s: float = 20.0,
     warmup_rounds: int = 1,
 ) -> LeakReport:
     """Run the leak check on the Bokeh app at ``app`` (directory or script) and report.
 
-    The idle lifetime must outlast opening all the sessions (HTTP-only sessions start idle), so
-    that the peak really holds every session at once.
+    The idle lifetime must outlast opening the idle sessions (HTTP-only and dropped ones, opened
+    after the connected ones), so that the peak really holds every session at once.
     """
     with running_server(
         app,

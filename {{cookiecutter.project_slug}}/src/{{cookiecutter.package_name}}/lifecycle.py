@@ -15,20 +15,30 @@ The parameter names are the ones Bokeh checks (``server_context``, ``session_con
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 import weakref
 from typing import Any
 
-from . import data, memory
+from tornado.ioloop import IOLoop
+
+from . import data, memory, metrics
 from .cleanup import remember_module_globals, run_session_cleanups
 from .session_locals import attach_locals, context_document, locals_of_context
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
+memory.after_release.append(metrics.count_release)
 
 
 def on_server_loaded(server_context: Any) -> None:
-    """Load per-process shared data before the first session."""
+    """Load per-process shared data before the first session; bind memory releases to this loop."""
+    with contextlib.suppress(RuntimeError):
+        memory.bind_loop(IOLoop.current().asyncio_loop)  # type: ignore[attr-defined]
+    package_logger = logging.getLogger(__package__)
+    if package_logger.level == logging.NOTSET:  # plain `bokeh serve` sets only Bokeh's own logger
+        package_logger.setLevel(get_settings().log_level.upper())
     dataset = data.load_shared_dataset()
     log.info("Shared dataset loaded: %d points, %.1f MB", dataset.points, dataset.nbytes / 2**20)
 
@@ -61,6 +71,7 @@ def _after_main_ran(context_ref: weakref.ReferenceType[Any]) -> None:
 def on_session_created(session_context: Any) -> None:
     """Attach the session's locals store. Runs in a worker thread, before ``main.py``."""
     attach_locals(session_context)
+    metrics.sessions_created.inc()
     context_ref = weakref.ref(session_context)
     context_document(session_context).add_next_tick_callback(lambda: _after_main_ran(context_ref))
 
@@ -72,15 +83,24 @@ def on_session_destroyed(session_context: Any) -> None:
     except RuntimeError:
         log.error("Session %s was destroyed without a locals store", session_context.id)
         return
+    started = time.perf_counter()
     try:
         failures = run_session_cleanups(session_context)
     finally:
         store.close()
+        metrics.sessions_destroyed.inc()
+    duration = time.perf_counter() - started
+    metrics.cleanup_seconds.observe(duration)
     if failures:
+        metrics.cleanup_failures.inc(failures)
         log.warning("Session %s ended with %d failed cleanup(s)", session_context.id, failures)
+    else:
+        log.info("Session %s cleaned up in %.1f ms", session_context.id, duration * 1e3)
     settings = get_settings()
     if settings.release_memory:
         followup_ms = (
             _longest_periodic_callback_ms + settings.release_delay_ms if _longest_periodic_callback_ms else 0
         )
-        memory.schedule_release(settings.release_delay_ms, followup_ms)
+        memory.schedule_release(
+            settings.release_delay_ms, followup_ms, min_interval_ms=settings.gc_interval_ms
+        )

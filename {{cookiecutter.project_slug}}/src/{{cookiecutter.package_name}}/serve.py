@@ -1,23 +1,29 @@
 """``python -m <package> serve``: Bokeh's own ``serve`` subcommand with this project's defaults.
 
 Subclassing ``bokeh.command.subcommands.serve.Serve`` keeps every ``bokeh serve`` flag and its
-behaviour. Only defaults change: the app directory, address, port, websocket origins and the
+behaviour. Defaults change: the app directory, address, port, websocket origins and the
 session-expiry timings come from ``settings`` (baked answers, overridable by env vars), and any
-flag given on the command line wins.
+flag given on the command line wins. It also adds what production needs and ``bokeh serve`` lacks:
+``/healthz``, ``/readyz`` and ``/metrics`` on the Bokeh port (under ``--prefix``, creating no
+session), stall-free mass expiry, the memory guard, and a draining SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+from typing import Any
 
 from bokeh.command.subcommands.serve import Serve
+from bokeh.settings import settings as bokeh_settings
 
-from . import APP_DIR
+from . import APP_DIR, runtime, stall_free
+from .ops import OpsState, ops_patterns
 from .settings import get_settings
 
 
 class ProductionServe(Serve):
-    """``bokeh serve`` with the project's app and answered defaults."""
+    """``bokeh serve`` with the project's app, answered defaults and operations features."""
 
     name = "serve"
     help = "Run the Bokeh server with this project's app and production defaults"
@@ -33,10 +39,28 @@ class ProductionServe(Serve):
             check_unused_sessions=settings.check_unused_sessions_ms,
             log_level=settings.log_level,
         )
+        self.ops_state = OpsState()
 
     def invoke(self, args: argparse.Namespace) -> None:
         if not args.files:
             args.files = [str(APP_DIR)]
         if args.allow_websocket_origin is None:
             args.allow_websocket_origin = list(get_settings().allowed_origins)
+        # Bokeh sets the level of its own logger only; ours follows --log-level too.
+        logging.getLogger(__package__).setLevel(bokeh_settings.py_log_level(args.log_level) or logging.INFO)
+        stall_free.install()
         return super().invoke(args)
+
+    def customize_kwargs(self, args: argparse.Namespace, server_kwargs: dict[str, Any]) -> dict[str, Any]:
+        kwargs = super().customize_kwargs(args, server_kwargs)
+        kwargs["extra_patterns"] = [*kwargs.get("extra_patterns", []), *ops_patterns(self.ops_state)]
+        return kwargs
+
+    def customize_server(self, server: Any) -> Any:
+        server = super().customize_server(server)
+        settings = get_settings()
+        attached = runtime.attach(server, self.ops_state, settings)
+        if settings.coalesce_gc:
+            frozen = stall_free.freeze_startup_heap()
+            logging.getLogger(__name__).info("Froze %d startup objects out of later collections", frozen)
+        return runtime.GracefulServer(attached, settings.drain_seconds)

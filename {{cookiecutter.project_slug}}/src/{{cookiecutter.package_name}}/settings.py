@@ -59,6 +59,14 @@ class Settings:
     release_memory: bool = True
     #: Coalescing delay between a discard and the batched memory release (ms).
     release_delay_ms: int = 250
+    #: After SIGTERM: seconds readiness reports 503 before sessions are discarded and the server stops.
+    drain_seconds: float = 10.0
+    #: How often the memory guard reads RSS (ms).
+    memory_check_interval_ms: int = 5000
+    #: Replace Bokeh's full ``gc.collect()`` per discarded document with at most one per interval.
+    coalesce_gc: bool = True
+    #: The interval of that coalesced collection (ms).
+    gc_interval_ms: int = 1000
     log_level: str = "info"
 
     @property
@@ -99,7 +107,14 @@ def _convert(name: str, kind: object, raw: str) -> object:
 
 
 def _validate(settings: Settings) -> None:
-    for name in ("port", "unused_session_lifetime_ms", "check_unused_sessions_ms", "release_delay_ms"):
+    for name in (
+        "port",
+        "unused_session_lifetime_ms",
+        "check_unused_sessions_ms",
+        "release_delay_ms",
+        "memory_check_interval_ms",
+        "gc_interval_ms",
+    ):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{env_var(name)} must be a positive integer, got {getattr(settings, name)}")
     if not 1 <= settings.port <= 65535:
@@ -110,6 +125,8 @@ def _validate(settings: Settings) -> None:
         settings.memory_limit_bytes  # noqa: B018 - parse to validate
     except ValueError as error:
         raise SettingsError(f"{env_var('memory_limit')}: {error}") from None
+    if settings.drain_seconds < 0:
+        raise SettingsError(f"{env_var('drain_seconds')} must not be negative, got {settings.drain_seconds}")
     if settings.session_payload_mb < 0 or settings.memory_soft_limit_mb < 0:
         raise SettingsError(
             f"{env_var('session_payload_mb')} and {env_var('memory_soft_limit_mb')} must not be negative"

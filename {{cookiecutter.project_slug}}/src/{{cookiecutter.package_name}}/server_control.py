@@ -1,0 +1,91 @@
+"""The few Bokeh server internals the memory guard and graceful shutdown need, in one place.
+
+Bokeh has public ways to expire sessions only through its own timer. Shedding idle sessions now
+(memory guard) and discarding every session at shutdown (Bokeh 3.8/3.9 do not) need the
+application contexts, their ``_discard_session`` coroutine and the open connections. These were
+read in Bokeh 3.8.2, 3.9.2 and 3.10.2 (``server/tornado.py``, ``server/contexts.py``,
+``server/connection.py``); ``check_internals`` fails loudly if they are missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def check_internals(server: Any) -> None:
+    """Raise ``RuntimeError`` if this Bokeh lacks what the guard and shutdown rely on."""
+    tornado = server._tornado
+    problems = [name for name in ("_applications", "_clients", "client_lost") if not hasattr(tornado, name)]
+    for context in getattr(tornado, "_applications", {}).values():
+        if not hasattr(context, "_discard_session"):
+            problems.append("ApplicationContext._discard_session")
+    if problems:
+        raise RuntimeError(
+            f"this Bokeh server lacks {problems}; the memory guard and graceful shutdown need them"
+        )
+
+
+def application_contexts(server: Any) -> list[Any]:
+    return list(server._tornado._applications.values())
+
+
+def idle_sessions_oldest_first(server: Any) -> list[tuple[Any, Any]]:
+    """(context, session) for every session with no open connection, longest idle first."""
+    idle = [
+        (context, session)
+        for context in application_contexts(server)
+        for session in list(context.sessions)
+        if session.connection_count == 0 and not session.destroyed
+    ]
+    idle.sort(key=lambda pair: pair[1].milliseconds_since_last_unsubscribe, reverse=True)
+    return idle
+
+
+async def discard_sessions(pairs: Iterable[tuple[Any, Any]]) -> int:
+    """Discard each idle session now (its destroy hooks run). Returns how many went."""
+    discarded = 0
+    for context, session in pairs:
+        if session.connection_count:
+            continue
+        session.request_expiration()
+        await context._discard_session(session, lambda s: s.connection_count == 0)
+        discarded += session.destroyed
+    return discarded
+
+
+async def close_all_connections(server: Any, timeout_s: float = 5.0) -> None:
+    """Detach every websocket from its session and close it (sessions become idle)."""
+    tornado = server._tornado
+    for connection in list(tornado._clients):
+        tornado.client_lost(connection)
+        socket = getattr(connection, "_socket", None)
+        if socket is not None:
+            socket.close(1001, "server shutting down")
+    deadline = time.monotonic() + timeout_s
+    while tornado._clients and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+async def discard_all_sessions(server: Any) -> int:
+    """Close every connection, then discard every session so that every cleanup runs."""
+    await close_all_connections(server)
+    total = 0
+    for context in application_contexts(server):
+        pairs = [(context, session) for session in list(context.sessions)]
+        total += await discard_sessions(pairs)
+    return total
+
+
+def find_session(server: Any, session_id: str) -> tuple[Any, Any] | None:
+    """(context, session) for ``session_id``, or None once it is gone."""
+    for context in application_contexts(server):
+        for session in list(context.sessions):
+            if str(session.id) == session_id:
+                return context, session
+    return None

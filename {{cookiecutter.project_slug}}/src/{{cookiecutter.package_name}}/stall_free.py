@@ -1,0 +1,198 @@
+"""Stall-free mass expiry: no full-heap walk per discarded session.
+
+When a session is discarded, Bokeh (3.8-3.10) runs ``gc.collect()`` in ``Document.destroy`` and
+``gc.get_referrers(module)`` in ``DocumentModuleManager.destroy``. Each walks the whole heap, so
+when 200 sessions expire together the server does 400 heap walks: the event loop is blocked for
+seconds (22 s measured on Bokeh 3.9.2) or, on 3.10, the executor is busy for as long.
+
+``install()`` replaces both with constant-time work per session:
+
+* ``Document.destroy``'s ``gc.collect()`` becomes a request for the batched release in
+  ``memory`` (one ``gc.collect()`` + ``malloc_trim`` per batch, at most one per interval);
+* the per-module referrer check becomes a weak reference that is checked after that collection:
+  a discarded session's module still alive then is logged as a leak with its referrers (the
+  same diagnostic as Bokeh's "extra unexpected referrers", only batched);
+* ``Model.destroy`` also clears the model's callbacks and cached default/themed values, which
+  breaks most reference cycles of a discarded document, so reference counting frees it during
+  the discard and the batched collection has little left to do (measured: 253k objects for 200
+  sessions of the demo app without it, 53k with it);
+* ``freeze_startup_heap`` moves everything alive once the server has loaded (imports, the shared
+  dataset) into the permanent generation, so that collection does not walk it again.
+
+Measured with ``benchmarks/expiry_and_throughput.py``: see the project README.
+
+Both patches depend on Bokeh internals, so ``install`` checks the Bokeh version and the shape of
+the code it replaces and raises ``UnverifiedBokehError`` (naming the setting that turns the
+patch off) instead of running on code it was not verified on.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import logging
+import sys
+import threading
+import weakref
+from types import ModuleType
+from typing import Any
+
+import bokeh
+import bokeh.document.document as bokeh_document
+import bokeh.document.modules as bokeh_modules
+from bokeh.model import Model
+
+from . import memory
+from .settings import env_var, get_settings
+
+log = logging.getLogger(__name__)
+
+#: Bokeh versions whose ``Document.destroy`` and ``DocumentModuleManager.destroy`` were read and tested.
+VERIFIED_BOKEH = ((3, 8), (3, 9), (3, 10))
+_EXPECTED_SOURCE = {
+    "Document.destroy": ("self.modules.destroy()", "gc.collect()"),
+    "DocumentModuleManager.destroy": (
+        "get_referrers(module)",
+        "module.__dict__.clear()",
+        "del sys.modules[module.__name__]",
+    ),
+    "Model.destroy": ("self._document = None", "self._property_values.clear()"),
+}
+#: Per-model containers that ``Model.destroy`` leaves filled; clearing them breaks document cycles.
+_MODEL_CONTAINERS = (
+    "_unstable_default_values",
+    "_unstable_themed_values",
+    "_callbacks",
+    "_event_callbacks",
+    "_js_callbacks",
+    "_js_event_callbacks",
+)
+
+_installed = False
+_install_lock = threading.Lock()
+_discarded_modules: list[weakref.ref[ModuleType]] = []  # since the last release
+_previous_batch: list[weakref.ref[ModuleType]] = []  # checked at the next release
+_discarded_lock = threading.Lock()
+
+
+class UnverifiedBokehError(RuntimeError):
+    """The installed Bokeh is not one the stall-free patches were verified on."""
+
+
+def bokeh_version() -> tuple[int, int]:
+    major, minor, *_ = bokeh.__version__.split(".")
+    return int(major), int(minor)
+
+
+def _check_bokeh() -> None:
+    switch = f"{env_var('coalesce_gc')}=false"
+    if bokeh_version() not in VERIFIED_BOKEH:
+        raise UnverifiedBokehError(
+            f"stall-free expiry was verified on Bokeh {', '.join(f'{a}.{b}' for a, b in VERIFIED_BOKEH)}, "
+            f"not {bokeh.__version__}: re-check bokeh/document/(Undefined, Undefined).py and extend "
+            f"VERIFIED_BOKEH in stall_free.py, or run without it ({switch})"
+        )
+    targets = {
+        "Document.destroy": bokeh_document.Document.destroy,
+        "DocumentModuleManager.destroy": bokeh_modules.DocumentModuleManager.destroy,
+        "Model.destroy": Model.destroy,
+    }
+    for name, function in targets.items():
+        source = inspect.getsource(function)
+        missing = [fragment for fragment in _EXPECTED_SOURCE[name] if fragment not in source]
+        if missing:
+            raise UnverifiedBokehError(
+                f"Bokeh {bokeh.__version__}'s {name} no longer contains {missing}: the stall-free "
+                f"patch would be wrong. Re-verify stall_free.py or run without it ({switch})"
+            )
+
+
+class _CoalescedGC:
+    """Stands in for the ``gc`` module inside ``bokeh.document.document``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(gc, name)
+
+    def collect(self, generation: int = 2) -> int:
+        settings = get_settings()
+        memory.schedule_release(settings.release_delay_ms, min_interval_ms=settings.gc_interval_ms)
+        return 0
+
+
+def _destroy_modules(self: Any) -> None:
+    """``DocumentModuleManager.destroy`` without a heap walk per module (see module docstring)."""
+    with _discarded_lock:
+        for module in self._modules:
+            if module.__name__ in sys.modules:
+                del sys.modules[module.__name__]
+            _discarded_modules.append(weakref.ref(module))
+            module.__dict__.clear()
+    self._modules = []
+
+
+def _destroy_model_and_break_cycles(original: Any) -> Any:
+    def destroy(self: Any) -> None:
+        original(self)
+        for name in _MODEL_CONTAINERS:
+            container = self.__dict__.get(name)
+            if container is not None and hasattr(container, "clear"):
+                container.clear()
+
+    destroy.__wrapped__ = original  # type: ignore[attr-defined]
+    return destroy
+
+
+def freeze_startup_heap() -> int:
+    """Collect once, then exclude every object alive now from later collections (``gc.freeze``).
+
+    Call when the server has loaded and before it serves: those objects live as long as the
+    process, and the batched collection after a mass expiry then walks only session objects.
+    Returns how many objects were frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+def report_leaked_modules(duration: float = 0.0) -> int:
+    """After a collection: log session modules discarded before the previous release that are still
+    alive (one release of grace, so a module still on a worker thread's stack is not reported).
+    Returns how many."""
+    global _discarded_modules, _previous_batch
+    with _discarded_lock:
+        alive = [ref() for ref in _previous_batch]
+        _previous_batch, _discarded_modules = _discarded_modules, []
+    leaked = [module for module in alive if module is not None]
+    for module in leaked:
+        referrers = [r for r in gc.get_referrers(module) if r is not leaked]
+        log.error(
+            "Module %r of a discarded session is still referenced after collection; this could indicate "
+            "a memory leak. Referrers: %r",
+            module,
+            referrers,
+        )
+    return len(leaked)
+
+
+def install() -> bool:
+    """Patch Bokeh once per process. Returns False when the ``coalesce_gc`` setting is off."""
+    global _installed
+    if not get_settings().coalesce_gc:
+        log.warning(
+            "Stall-free expiry is off (%s): Bokeh walks the heap per discarded session",
+            env_var("coalesce_gc"),
+        )
+        return False
+    with _install_lock:
+        if _installed:
+            return True
+        _check_bokeh()
+        bokeh_document.gc = _CoalescedGC()  # type: ignore[assignment]
+        bokeh_modules.DocumentModuleManager.destroy = _destroy_modules  # type: ignore[method-assign]
+        Model.destroy = _destroy_model_and_break_cycles(Model.destroy)  # type: ignore[method-assign]
+        memory.after_release.append(report_leaked_modules)
+        _installed = True
+    log.info(
+        "Stall-free expiry on: one collection per batch of discarded sessions (Bokeh %s)", bokeh.__version__
+    )
+    return True

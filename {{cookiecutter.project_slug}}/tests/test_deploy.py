@@ -1,0 +1,515 @@
+"""The deployment files run as written: the Dockerfile's command and the nginx sticky-session config.
+
+No container engine is needed: the final stage's ``CMD``, ``ENV`` and ``HEALTHCHECK`` of the
+``Dockerfile`` are parsed and run on this machine (``python`` -> this interpreter, another port,
+``--address 127.0.0.1``). ``deploy/nginx.conf`` is started with its upstream pointed at two real
+``serve`` processes, and browser-like clients (page GET, then the page's websocket with the same
+cookies) prove through each backend's ``/metrics`` and log that a session's page and websocket
+reach the same backend and no second session is built on the other one.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.cookiejar
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from bokeh.client import pull_session
+
+PROJECT = Path(__file__).resolve().parent.parent
+DOCKERFILE = PROJECT / "Dockerfile"
+NGINX_CONF = PROJECT / "deploy" / "nginx.conf"
+PACKAGE = next(path.parent.name for path in (PROJECT / "src").glob("*/__init__.py"))
+ENV_PREFIX = PACKAGE.upper() + "_"
+TOKEN = re.compile(r'"token":\s*"([^"]+)"')
+WEBSOCKET_OPENED = "WebSocket connection opened"
+#: A 6 KB site cookie, as browsers carry. Bokeh copies the page request's cookies and headers into
+#: the session token (compressed, hence random bytes), which the websocket handshake sends in one
+#: header line: past nginx's default 8 KB line buffer, so deploy/nginx.conf must raise
+#: large_client_header_buffers.
+BIG_COOKIE = "site_prefs=" + base64.urlsafe_b64encode(os.urandom(4500)).decode()
+#: `docker stop` sends SIGKILL this long after SIGTERM unless told otherwise.
+DOCKER_STOP_GRACE_S = 10.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Dockerfile parsing
+# ---------------------------------------------------------------------------------------------
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` pairs, with continuation lines joined and comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue  # Docker drops comment lines, also inside a continued instruction
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + line).partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    return instructions
+
+
+def parse_env(arguments: str) -> dict[str, str]:
+    """The variables of one ``ENV`` instruction (``A=1 B="x y"`` or the legacy ``A value``)."""
+    tokens = shlex.split(arguments)
+    if tokens and "=" not in tokens[0]:
+        return {tokens[0]: arguments.split(None, 1)[1]}
+    return dict(token.split("=", 1) for token in tokens)
+
+
+@dataclass
+class FinalStage:
+    """What the runtime image is made of: its ENV, exec-form CMD and HEALTHCHECK command."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    cmd: list[str] = field(default_factory=list)
+    healthcheck: list[str] = field(default_factory=list)
+    stopsignal: str = ""
+    user: str = ""
+
+
+def final_stage(text: str) -> FinalStage:
+    """Parse the last ``FROM`` stage of a Dockerfile; CMD and HEALTHCHECK must be JSON (exec form)."""
+    stage = FinalStage()
+    for keyword, arguments in dockerfile_instructions(text):
+        if keyword == "FROM":
+            stage = FinalStage()
+        elif keyword == "ENV":
+            stage.env.update(parse_env(arguments))
+        elif keyword == "CMD":
+            stage.cmd = json.loads(arguments)
+        elif keyword == "HEALTHCHECK":
+            _options, _, command = arguments.partition("CMD ")
+            stage.healthcheck = json.loads(command)
+        elif keyword == "STOPSIGNAL":
+            stage.stopsignal = arguments
+        elif keyword == "USER":
+            stage.user = arguments
+    return stage
+
+
+def flag_value(command: Sequence[str], flag: str) -> str:
+    """The value after ``flag`` in an argument list."""
+    assert flag in command, f"{flag} missing from {command}"
+    return command[command.index(flag) + 1]
+
+
+def with_flag(command: Sequence[str], flag: str, value: str) -> list[str]:
+    """``command`` with the value after ``flag`` replaced."""
+    index = list(command).index(flag)
+    return [*command[: index + 1], value, *command[index + 2 :]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes, HTTP and websockets
+# ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LoggedProcess:
+    """A subprocess whose combined output is collected line by line in a background thread."""
+
+    def __init__(self, command: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.command = list(command)
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in list(self.lines))
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{shlex.join(self.command)} never logged {text!r}:\n{self.log}")
+            time.sleep(0.02)
+
+    def stop(self, timeout: float) -> int:
+        """SIGTERM, then wait up to ``timeout``; SIGKILL and fail if it does not exit by then."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            pytest.fail(f"{shlex.join(self.command)} ignored SIGTERM for {timeout} s:\n{self.log}")
+        self._reader.join(timeout=5)
+        return code
+
+    def terminate(self, timeout: float = 10.0) -> None:
+        """Clean-up: SIGTERM (an nginx master then stops its workers), SIGKILL if that is ignored."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._reader.join(timeout=5)
+
+
+def wait_for_port(port: int, process: LoggedProcess, timeout: float = 10.0) -> None:
+    """Wait until something accepts connections on ``port``; fail if ``process`` dies first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"nothing listens on {port}:\n{process.log}")
+            time.sleep(0.05)
+
+
+def get(
+    url: str | urllib.request.Request, opener: urllib.request.OpenerDirector | None = None
+) -> tuple[int, str]:
+    """GET ``url``: status and body (also for error statuses)."""
+    try:
+        with (opener or urllib.request.build_opener()).open(url, timeout=10) as response:
+            return int(response.status), response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read().decode("utf-8", "replace")
+
+
+def page_token(page: str) -> str:
+    match = TOKEN.search(page)
+    assert match is not None, "the page has no Bokeh session token"
+    return match.group(1)
+
+
+def sessions_live(port: int) -> int:
+    """``bokeh_sessions_live`` from the server's Prometheus ``/metrics``."""
+    status, body = get(f"http://127.0.0.1:{port}/metrics")
+    assert status == 200, f"/metrics on port {port} answered {status}"
+    values = [
+        float(line.split()[-1])
+        for line in body.splitlines()
+        if re.match(r"bokeh_sessions_live(\{.*\})?\s", line)
+    ]
+    assert values, "bokeh_sessions_live is not in /metrics"
+    return int(sum(values))
+
+
+@dataclass
+class Websocket:
+    """The first line of the server's handshake reply and, on 101, the open socket."""
+
+    status_line: str
+    sock: socket.socket
+
+
+def open_websocket(
+    port: int, path: str, token: str, *, origin: str | None = None, cookie: str | None = None
+) -> Websocket:
+    """Browser-like websocket handshake (``Sec-WebSocket-Protocol: bokeh, <token>``).
+
+    On ``101`` it also waits for the server's first message (Bokeh's ACK), i.e. until the
+    connection is attached to a session. The caller closes ``sock``.
+    """
+    headers = [
+        f"GET {path} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
+        "Sec-WebSocket-Version: 13",
+        f"Sec-WebSocket-Protocol: bokeh, {token}",
+    ]
+    if origin is not None:
+        headers.append(f"Origin: {origin}")
+    if cookie:
+        headers.append(f"Cookie: {cookie}")
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        sock.sendall(("\r\n".join(headers) + "\r\n\r\n").encode())
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        status_line = reply.split(b"\r\n", 1)[0].decode("latin-1")
+        if status_line.startswith("HTTP/1.1 101") and not reply.split(b"\r\n\r\n", 1)[1]:
+            sock.recv(65536)  # Bokeh's ACK: the connection now belongs to a session
+    except BaseException:
+        sock.close()
+        raise
+    return Websocket(status_line, sock)
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) the Dockerfile's CMD, ENV and HEALTHCHECK
+# ---------------------------------------------------------------------------------------------
+
+
+def test_dockerfile_command_serves_the_app_with_its_flags_env_and_healthcheck() -> None:
+    stage = final_stage(DOCKERFILE.read_text(encoding="utf-8"))
+    cmd = stage.cmd
+    assert cmd[:4] == ["python", "-m", PACKAGE, "serve"], cmd
+    assert flag_value(cmd, "--address") == "0.0.0.0"
+    assert stage.stopsignal == "SIGTERM"
+    assert stage.user.split(":")[0].isdigit(), "USER must be numeric so runAsNonRoot can verify it"
+    assert "*" not in stage.env.get(ENV_PREFIX + "ALLOWED_ORIGINS", "*"), "origins must be explicit"
+    image_port = flag_value(cmd, "--port")
+    lifetime = flag_value(cmd, "--unused-session-lifetime")
+    interval = flag_value(cmd, "--check-unused-sessions")
+
+    port = free_port()
+    command = with_flag(with_flag(cmd, "--port", str(port)), "--address", "127.0.0.1")
+    command[0] = sys.executable
+    server = LoggedProcess(command, env={**os.environ, **stage.env})
+    try:
+        server.wait_for("Bokeh app running at")
+        # The flags were accepted and are the ones in force.
+        assert f"Unused sessions last for {lifetime} milliseconds" in server.log
+        assert f"Check for unused sessions every {interval} milliseconds" in server.log
+
+        status, body = get(f"http://127.0.0.1:{port}/healthz")
+        assert status == 200, body
+        assert isinstance(json.loads(body), dict)
+
+        # HEALTHCHECK: no curl in the image, python's urllib does it; it fails where nothing listens.
+        assert stage.healthcheck[:2] == ["python", "-c"], stage.healthcheck
+        check = stage.healthcheck[2]
+        assert f"127.0.0.1:{image_port}/healthz" in check
+        for target, healthy in ((port, True), (free_port(), False)):
+            probe = [sys.executable, "-c", check.replace(f":{image_port}/", f":{target}/")]
+            result = subprocess.run(probe, env={**os.environ, **stage.env}, capture_output=True, timeout=10)
+            assert (result.returncode == 0) is healthy, result.stderr.decode()
+
+        with pull_session(url=f"http://127.0.0.1:{port}/app") as session:
+            assert session.document.get_model_by_name("main_plot") is not None
+
+        # The websocket origins come from ENV: an allowed origin is accepted, any other refused.
+        allowed = stage.env[ENV_PREFIX + "ALLOWED_ORIGINS"].split(",")[0]
+        for origin, expected in ((f"http://{allowed}", "101"), ("http://evil.example", "403")):
+            token = page_token(get(f"http://127.0.0.1:{port}/app")[1])
+            websocket = open_websocket(port, "/app/ws", token, origin=origin)
+            websocket.sock.close()
+            assert websocket.status_line.split()[1] == expected, (origin, websocket.status_line)
+    finally:
+        # `docker stop`: SIGTERM, SIGKILL after 10 s. The ENV's drain must fit in that.
+        code = server.stop(timeout=DOCKER_STOP_GRACE_S)
+    assert code == 0, server.log
+
+
+# ---------------------------------------------------------------------------------------------
+# (b), (c) deploy/nginx.conf
+# ---------------------------------------------------------------------------------------------
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin:/usr/local/sbin")
+
+
+needs_nginx = pytest.mark.skipif(
+    not NGINX_CONF.is_file() or nginx_binary() is None,
+    reason="deploy/nginx.conf not generated or the nginx binary is not installed (apt-get install nginx)",
+)
+
+
+def render_nginx_conf(text: str, backend_ports: Sequence[int], listen_port: int) -> str:
+    """The config with its two upstream servers and its listen port replaced."""
+    servers = re.findall(r"^\s*server\s+127\.0\.0\.1:\d+;", text, flags=re.MULTILINE)
+    assert len(servers) == len(backend_ports), servers
+    ports = iter(backend_ports)
+    text = re.sub(
+        r"^(\s*server\s+127\.0\.0\.1:)\d+;",
+        lambda match: f"{match.group(1)}{next(ports)};",
+        text,
+        flags=re.MULTILINE,
+    )
+    text, count = re.subn(r"^(\s*listen\s+)\d+;", rf"\g<1>{listen_port};", text, flags=re.MULTILINE)
+    assert count == 1
+    return text
+
+
+def nginx_test(config: Path, prefix: Path) -> subprocess.CompletedProcess[str]:
+    prefix.mkdir(parents=True, exist_ok=True)
+    command = [str(nginx_binary()), "-t", "-p", str(prefix), "-c", str(config), "-e", "stderr"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+
+@needs_nginx
+def test_nginx_accepts_the_config_as_shipped(tmp_path: Path) -> None:
+    result = nginx_test(NGINX_CONF, tmp_path / "prefix")
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+@dataclass
+class Client:
+    """A browser: its own cookie jar, and where its page and its websocket landed."""
+
+    jar: http.cookiejar.CookieJar
+    page_backend: int
+    websocket_backend: int | None = None
+    duplicates: int = 0
+
+    def cookie_header(self, url: str) -> str:
+        request = urllib.request.Request(url)
+        self.jar.add_cookie_header(request)
+        return str(request.get_header("Cookie") or "")
+
+
+@pytest.fixture
+def nginx_in_front_of_two_backends(tmp_path: Path) -> Iterator[tuple[int, list[LoggedProcess], list[int]]]:
+    """Two ``serve`` processes behind deploy/nginx.conf; yields nginx's port, the backends, their ports."""
+    listen_port, ports = free_port(), [free_port(), free_port()]
+    env = {**os.environ, ENV_PREFIX + "DRAIN_SECONDS": "0"}
+    with contextlib.ExitStack() as stack:
+        backends = []
+        for port in ports:
+            command = [sys.executable, "-m", PACKAGE, "serve", "--address", "127.0.0.1", "--port", str(port)]
+            command += ["--allow-websocket-origin", f"127.0.0.1:{listen_port}"]
+            backend = LoggedProcess(command, env=env)
+            stack.callback(backend.terminate)
+            backends.append(backend)
+        config = tmp_path / "nginx.conf"
+        config.write_text(render_nginx_conf(NGINX_CONF.read_text(encoding="utf-8"), ports, listen_port))
+        prefix = tmp_path / "nginx"
+        tested = nginx_test(config, prefix)  # (c) the rendered config passes `nginx -t`
+        assert tested.returncode == 0, tested.stderr
+        nginx = LoggedProcess(
+            [str(nginx_binary()), "-p", str(prefix), "-c", str(config), "-e", "stderr", "-g", "daemon off;"]
+        )
+        stack.callback(nginx.terminate)
+        for backend in backends:
+            backend.wait_for("Bokeh app running at")
+        wait_for_port(listen_port, nginx)
+        yield listen_port, backends, ports
+
+
+def browse(
+    listen_port: int,
+    backends: Sequence[LoggedProcess],
+    ports: Sequence[int],
+    misroute_like: Sequence[Client] = (),
+) -> tuple[Client, socket.socket]:
+    """One browser visit through nginx: GET the page, then open its websocket with the same cookies.
+
+    With ``misroute_like``, the websocket carries instead the cookies of one of those browsers that
+    sticks to the other backend (the negative control: what a non-sticky proxy does). Where each
+    step landed is read from
+    the backends themselves: the page from whose ``bokeh_sessions_live`` went up, the websocket
+    from whose log says "WebSocket connection opened"; a websocket that reached a backend without
+    the session makes that backend build a duplicate, seen in its ``bokeh_sessions_live``.
+    """
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    before = [sessions_live(port) for port in ports]
+    opened_before = [backend.count(WEBSOCKET_OPENED) for backend in backends]
+    page_request = urllib.request.Request(
+        f"http://127.0.0.1:{listen_port}/app", headers={"Cookie": BIG_COOKIE}
+    )
+    status, page = get(page_request, opener)
+    assert status == 200
+    after_page = [sessions_live(port) for port in ports]
+    grew = [index for index, (old, new) in enumerate(zip(before, after_page, strict=True)) if new != old]
+    assert len(grew) == 1 and after_page[grew[0]] == before[grew[0]] + 1, (before, after_page)
+    client = Client(jar, page_backend=grew[0])
+
+    ws_url = f"http://127.0.0.1:{listen_port}/app/ws"
+    cookie_source = client
+    if misroute_like:
+        cookie_source = next(other for other in misroute_like if other.page_backend != client.page_backend)
+    cookie = cookie_source.cookie_header(ws_url)
+    assert cookie, "nginx set no routing cookie on the page response"
+    token = page_token(page)
+    assert len(token) > 8192, "the token should exceed nginx's default header line buffer"
+    websocket = open_websocket(
+        listen_port,
+        "/app/ws",
+        token,
+        origin=f"http://127.0.0.1:{listen_port}",
+        cookie=f"{cookie}; {BIG_COOKIE}",
+    )
+    assert websocket.status_line.startswith("HTTP/1.1 101"), websocket.status_line
+    deadline = time.monotonic() + 5
+    while True:
+        opened = [
+            backend.count(WEBSOCKET_OPENED) - old
+            for backend, old in zip(backends, opened_before, strict=True)
+        ]
+        if sum(opened) >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert sorted(opened) == [0, 1], opened
+    client.websocket_backend = opened.index(1)
+    after_websocket = [sessions_live(port) for port in ports]
+    client.duplicates = sum(after_websocket) - sum(after_page)
+    return client, websocket.sock
+
+
+@needs_nginx
+def test_nginx_keeps_each_page_and_its_websocket_on_one_backend(
+    nginx_in_front_of_two_backends: tuple[int, list[LoggedProcess], list[int]],
+) -> None:
+    listen_port, backends, ports = nginx_in_front_of_two_backends
+    sockets: list[socket.socket] = []
+    clients: list[Client] = []
+    try:
+        # Routing is random per new browser: go on until both backends served two, within bounds.
+        while len(clients) < 6 or min(sum(c.page_backend == b for c in clients) for b in (0, 1)) < 2:
+            assert len(clients) < 30, f"nginx sent every new browser to one backend: {clients}"
+            client, sock = browse(listen_port, backends, ports)
+            sockets.append(sock)
+            clients.append(client)
+        for number, client in enumerate(clients):
+            assert client.websocket_backend == client.page_backend, f"client {number}: {client}"
+            assert client.duplicates == 0, f"client {number}: {client}"
+        assert sum(sessions_live(port) for port in ports) == len(clients)
+
+        # Negative control: a websocket carrying the cookie of a browser stuck to the other backend
+        # lands there, and that backend builds a second session: the checks above can fail.
+        misrouted, sock = browse(listen_port, backends, ports, misroute_like=clients)
+        sockets.append(sock)
+        assert misrouted.websocket_backend != misrouted.page_backend
+        assert misrouted.duplicates == 1
+    finally:
+        for sock in sockets:
+            sock.close()
+    for backend in backends:
+        assert backend.stop(timeout=10) == 0, backend.log
