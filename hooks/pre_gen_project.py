@@ -32,7 +32,7 @@ PYTHON_VERSIONS = ("3.10", "3.11", "3.12", "3.13")
 RESERVED_PACKAGE_NAMES = frozenset(
     {"bokeh", "tornado", "numpy", "psutil", "prometheus_client", "test", "tests", "app"}
 )
-SLUG_MAX_LENGTH = 64
+SLUG_MAX_LENGTH = 63  # Kubernetes object names and label values: at most 63 characters
 MAX_REPLICAS = 100
 MIN_MEMORY_BYTES = 128 * 2**20
 TRUE_WORDS = frozenset({"true", "yes"})
@@ -128,7 +128,7 @@ def check_author_name(value: object) -> str | None:
 
 
 def check_project_slug(value: object) -> str | None:
-    """Lowercase words of letters and digits joined by single hyphens, at most 64 characters."""
+    """Lowercase words of letters and digits joined by single hyphens, at most 63 characters."""
     hint = (
         "use lowercase ASCII letters and digits in words joined by single hyphens, "
         f"starting with a letter, at most {SLUG_MAX_LENGTH} characters (e.g. 'my-dashboard')"

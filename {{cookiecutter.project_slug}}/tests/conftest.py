@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }} import APP_DIR
+from {{ cookiecutter.package_name }} import APP_DIR, stall_free
 from {{ cookiecutter.package_name }}.settings import env_var, get_settings
 from {{ cookiecutter.package_name }}.testing import RunningServer, running_server
 
 TESTS_DIR = Path(__file__).resolve().parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Run every in-process server as ``python -m <package> serve`` runs: with stall-free expiry."""
+    stall_free.install()
 
 
 @pytest.fixture

@@ -117,9 +117,12 @@ def _track(
                 continue
             contexts.append(weakref.ref(context))
             for value in dict(getattr(context, "locals", None) or {}).values():
-                # dicts, ints, ...: not weak-referenceable; RSS covers them
-                with contextlib.suppress(TypeError):
-                    values.append(weakref.ref(value))
+                # numpy views keep their base array alive: track the base too
+                for tracked in (value, getattr(value, "base", None)):
+                    # dicts, ints, ...: not weak-referenceable; RSS covers them
+                    if tracked is not None:
+                        with contextlib.suppress(TypeError):
+                            values.append(weakref.ref(tracked))
         return documents, contexts, values, ids
 
     return running.call(collect)
@@ -149,17 +152,23 @@ def _close_round(running: RunningServer, clients: list[Any], timeout: float) -> 
     return running.wait_for_sessions(0, timeout)
 
 
-def _settled_rss(timeout: float) -> float:
-    """RSS once it stops falling (the server releases memory shortly after a batch of discards)."""
-    last = rss_mb()
+def _settled_rss(timeout: float, window_s: float = 2.0, tolerance_mb: float = 0.5) -> float:
+    """RSS once it has stayed within ``tolerance_mb`` for ``window_s`` (bounded by ``timeout``).
+
+    The server releases memory in batches after discards, with a follow-up once removed periodic
+    callbacks' timers are due, so one quiet sample is not enough.
+    """
+    samples: list[tuple[float, float]] = []
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
+        now = time.monotonic()
+        samples.append((now, rss_mb()))
+        recent = [value for at, value in samples if at >= now - window_s]
+        if samples[0][0] <= now - window_s and max(recent) - min(recent) <= tolerance_mb:
+            return recent[-1]
+        if now >= deadline:
+            return samples[-1][1]
         time.sleep(0.25)
-        now = rss_mb()
-        if last - now < 0.5:
-            return now
-        last = now
-    return rss_mb()
 
 
 def check_app_for_leaks(
@@ -192,7 +201,7 @@ def check_app_for_leaks(
                 _open_round(running, websocket_sessions, http_sessions, dropped_sessions),
                 expire_timeout_s,
             )
-        baseline = _settled_rss(timeout=5.0)
+        baseline = _settled_rss(timeout=10.0)
 
         clients = _open_round(running, websocket_sessions, http_sessions, dropped_sessions)
         running.wait_for_sessions(websocket_sessions + http_sessions + dropped_sessions, expire_timeout_s)
@@ -206,7 +215,7 @@ def check_app_for_leaks(
             return not any(ref() is not None for ref in (*documents, *contexts, *values))
 
         _wait_until(all_dead, timeout=5.0)
-        after = _settled_rss(timeout=5.0)
+        after = _settled_rss(timeout=10.0)
         return LeakReport(
             app=str(Path(app)),
             sessions_opened={

@@ -36,6 +36,9 @@ def on_server_loaded(server_context: Any) -> None:
     """Load per-process shared data before the first session; bind memory releases to this loop."""
     with contextlib.suppress(RuntimeError):
         memory.bind_loop(IOLoop.current().asyncio_loop)  # type: ignore[attr-defined]
+    if get_settings().release_memory:
+        memory.watch_collections()
+        memory.use_mmap_for_large_blocks()
     package_logger = logging.getLogger(__package__)
     if package_logger.level == logging.NOTSET:  # plain `bokeh serve` sets only Bokeh's own logger
         package_logger.setLevel(get_settings().log_level.upper())

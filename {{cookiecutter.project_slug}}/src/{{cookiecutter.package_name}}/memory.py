@@ -41,6 +41,29 @@ def _load_malloc_trim() -> Callable[[int], int] | None:
 
 _MALLOC_TRIM = _load_malloc_trim()
 
+#: glibc ``mallopt`` parameter number of ``M_MMAP_THRESHOLD`` (malloc.h).
+_M_MMAP_THRESHOLD = -3
+#: Blocks at least this large get their own mapping, which ``free`` returns to the OS at once.
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def use_mmap_for_large_blocks(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Pin glibc's mmap threshold so large per-session blocks are returned to the OS on free.
+
+    glibc raises its mmap threshold to the size of the largest block freed so far (up to 32 MB);
+    after that, per-session arrays come from the heap, where live small objects allocated in
+    between can keep their pages resident even after ``malloc_trim``. A fixed threshold (what
+    ``MALLOC_MMAP_THRESHOLD_`` does from the environment) keeps every block of ``threshold`` bytes
+    or more in its own mapping. Returns False where this is not glibc.
+    """
+    if _MALLOC_TRIM is None:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(threshold)))
+    except (OSError, AttributeError):
+        return False
+
 
 @dataclass
 class ReleaseStats:
@@ -50,6 +73,7 @@ class ReleaseStats:
     requests: int = 0
     last_duration_s: float = 0.0
     total_duration_s: float = 0.0
+    trims_after_gc: int = 0
 
 
 stats = ReleaseStats()
@@ -57,10 +81,17 @@ stats = ReleaseStats()
 after_release: list[Callable[[float], None]] = []
 
 
+_releasing = threading.local()
+
+
 def release_memory() -> float:
     """Collect garbage and trim the C heap now. Returns the seconds it took."""
     started = time.perf_counter()
-    gc.collect()
+    _releasing.active = True
+    try:
+        gc.collect()
+    finally:
+        _releasing.active = False
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
     duration = time.perf_counter() - started
@@ -83,11 +114,17 @@ class _Scheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending = False
         self._last_release = 0.0
+        self._trim_pending = False
+        self._last_trim = 0.0
+        self._followup_due = 0.0
+        self._followup_scheduled = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
             self._loop = loop
             self._pending = False
+            self._followup_due = 0.0
+            self._followup_scheduled = False
 
     def _target_loop(self) -> asyncio.AbstractEventLoop | None:
         try:
@@ -102,20 +139,56 @@ class _Scheduler:
         if loop is None:
             release_memory()
             return
+        now = time.monotonic()
         with self._lock:
+            if followup_ms > 0:  # the follow-up comes after the *last* request's timers are due
+                self._followup_due = max(self._followup_due, now + (delay_ms + followup_ms) / 1000)
             if self._pending:
                 return
             self._pending = True
-            wait = max(delay_ms / 1000, self._last_release + min_interval_ms / 1000 - time.monotonic())
-        loop.call_soon_threadsafe(loop.call_later, wait, self._run, loop, followup_ms)
+            wait = max(delay_ms / 1000, self._last_release + min_interval_ms / 1000 - now)
+        loop.call_soon_threadsafe(loop.call_later, wait, self._run, loop)
 
-    def _run(self, loop: asyncio.AbstractEventLoop, followup_ms: int) -> None:
+    def request_trim(self, min_interval_ms: int) -> None:
+        """Trim (no collection) soon on the bound loop, at most once per ``min_interval_ms``."""
+        loop = self._target_loop()
+        if loop is None or _MALLOC_TRIM is None:
+            return
         with self._lock:
-            self._pending = followup_ms > 0
+            if self._pending or self._trim_pending:
+                return
+            self._trim_pending = True
+            wait = max(0.0, self._last_trim + min_interval_ms / 1000 - time.monotonic())
+        loop.call_soon_threadsafe(loop.call_later, wait, self._trim)
+
+    def _trim(self) -> None:
+        with self._lock:
+            self._trim_pending = False
+            self._last_trim = time.monotonic()
+        if _MALLOC_TRIM is not None:
+            _MALLOC_TRIM(0)
+        stats.trims_after_gc += 1
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._pending = False
             self._last_release = time.monotonic()
+            followup_in = self._followup_due - self._last_release
+            if followup_in > 0 and not self._followup_scheduled:
+                self._followup_scheduled = True
+                loop.call_later(followup_in, self._followup, loop)
         release_memory()
-        if followup_ms > 0:
-            loop.call_later(followup_ms / 1000, self._run, loop, 0)
+
+    def _followup(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._followup_scheduled = False
+            remaining = self._followup_due - time.monotonic()
+            if remaining > 0.001:  # a later request moved the follow-up: wait for it
+                self._followup_scheduled = True
+                loop.call_later(remaining, self._followup, loop)
+                return
+            self._followup_due = 0.0
+        release_memory()
 
 
 _scheduler = _Scheduler()
@@ -127,14 +200,36 @@ def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def schedule_release(delay_ms: int, followup_ms: int = 0, min_interval_ms: int = 0) -> None:
-    """Ask for a release ``delay_ms`` from now (and one more ``followup_ms`` after it).
+    """Ask for a release ``delay_ms`` from now, and a follow-up ``followup_ms`` after the last request.
 
     Requests made while one is pending share it. A release never starts sooner than
-    ``min_interval_ms`` after the previous one. The follow-up catches documents that stay reachable
-    a little longer: a removed periodic callback's cancelled timer keeps its wrapper (and through it
-    the Document) on the event loop until the timer's due time.
+    ``min_interval_ms`` after the previous one. The follow-up, pushed back by every later request,
+    catches documents that stay reachable a little longer: a removed periodic callback's cancelled
+    timer keeps its wrapper (and through it the Document) on the event loop until its due time.
     """
     _scheduler.request(delay_ms, followup_ms, min_interval_ms)
+
+
+#: Objects a collection must free before the heap is trimmed after it.
+TRIM_AFTER_COLLECTED = 1000
+
+
+def _after_collection(phase: str, info: dict[str, int]) -> None:
+    """``gc.callbacks`` hook: trim after Python's own full collections that freed much.
+
+    Session data in reference cycles is freed by whichever collection finds it first, often an
+    automatic one between our batched releases; without a trim its pages would stay mapped.
+    """
+    if phase != "stop" or info.get("generation") != 2 or getattr(_releasing, "active", False):
+        return
+    if info.get("collected", 0) >= TRIM_AFTER_COLLECTED:
+        _scheduler.request_trim(min_interval_ms=1000)
+
+
+def watch_collections() -> None:
+    """Install the ``gc.callbacks`` hook once."""
+    if _after_collection not in gc.callbacks:
+        gc.callbacks.append(_after_collection)
 
 
 def trim_supported() -> bool:

@@ -70,8 +70,9 @@ _MODEL_CONTAINERS = (
 
 _installed = False
 _install_lock = threading.Lock()
-_discarded_modules: list[weakref.ref[ModuleType]] = []  # since the last release
-_previous_batch: list[weakref.ref[ModuleType]] = []  # checked at the next release
+# (module name, weak reference) of discarded session modules: since the last release, and before it
+_discarded_modules: list[tuple[str, weakref.ref[ModuleType]]] = []
+_previous_batch: list[tuple[str, weakref.ref[ModuleType]]] = []
 _discarded_lock = threading.Lock()
 
 
@@ -125,7 +126,7 @@ def _destroy_modules(self: Any) -> None:
         for module in self._modules:
             if module.__name__ in sys.modules:
                 del sys.modules[module.__name__]
-            _discarded_modules.append(weakref.ref(module))
+            _discarded_modules.append((module.__name__, weakref.ref(module)))
             module.__dict__.clear()
     self._modules = []
 
@@ -160,15 +161,17 @@ def report_leaked_modules(duration: float = 0.0) -> int:
     Returns how many."""
     global _discarded_modules, _previous_batch
     with _discarded_lock:
-        alive = [ref() for ref in _previous_batch]
+        alive = [(name, ref()) for name, ref in _previous_batch]
         _previous_batch, _discarded_modules = _discarded_modules, []
-    leaked = [module for module in alive if module is not None]
-    for module in leaked:
-        referrers = [r for r in gc.get_referrers(module) if r is not leaked]
+    leaked = [(name, module) for name, module in alive if module is not None]
+    for name, module in leaked:
+        referrers = [  # the (name, module) bookkeeping tuples above are not the leak
+            r for r in gc.get_referrers(module) if not (type(r) is tuple and len(r) == 2 and r[1] is module)
+        ]
         log.error(
-            "Module %r of a discarded session is still referenced after collection; this could indicate "
+            "Module %s of a discarded session is still referenced after collection; this could indicate "
             "a memory leak. Referrers: %r",
-            module,
+            name,
             referrers,
         )
     return len(leaked)

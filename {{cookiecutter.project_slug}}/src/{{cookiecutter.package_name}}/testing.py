@@ -87,6 +87,15 @@ def load_application(app: str | os.PathLike[str] | Application) -> Application:
     return build_single_handler_application(str(Path(app).resolve()))
 
 
+def _allow_loopback_origin(server: Server) -> None:
+    """Add ``127.0.0.1:<port>`` and ``localhost:<port>`` to the websocket origins ``server`` accepts."""
+    # BokehTornado.websocket_origins is the set that WSHandler.check_origin reads on every upgrade.
+    origins = server._tornado.websocket_origins
+    if not isinstance(origins, set):
+        raise RuntimeError(f"cannot extend Bokeh's websocket origins: {type(origins).__name__}, not a set")
+    origins.update({f"127.0.0.1:{server.port}", f"localhost:{server.port}"})
+
+
 @contextlib.contextmanager
 def running_server(
     app: str | os.PathLike[str] | Application,
@@ -94,9 +103,18 @@ def running_server(
     app_path: str = "/app",
     unused_session_lifetime_ms: int = 300,
     check_unused_sessions_ms: int = 100,
+    allow_own_origin: bool = False,
     **server_kwargs: Any,
 ) -> Iterator[RunningServer]:
-    """Start a Bokeh server for ``app`` on 127.0.0.1, port 0, in a thread; stop it on exit."""
+    """Start a Bokeh server for ``app`` on 127.0.0.1, port 0, in a thread; stop it on exit.
+
+    ``allow_own_origin=True`` lets a real browser that loads ``RunningServer.url()`` open the page's
+    websocket: Bokeh checks the ``Origin`` header on the upgrade, and by default allows only
+    ``localhost:<port>``, while the page is served from ``127.0.0.1:<port>``. The port is only known
+    once the server has bound it, so ``127.0.0.1:<port>`` and ``localhost:<port>`` are added to the
+    server's allowlist then (next to any ``allow_websocket_origin`` given), before it accepts
+    connections. ``BOKEH_ALLOW_WS_ORIGIN``, when set, replaces that allowlist in Bokeh itself.
+    """
     application = load_application(app)
     started: concurrent.futures.Future[RunningServer] = concurrent.futures.Future()
 
@@ -113,6 +131,8 @@ def running_server(
                 check_unused_sessions_milliseconds=check_unused_sessions_ms,
                 **server_kwargs,
             )
+            if allow_own_origin:
+                _allow_loopback_origin(server)
             server.start()
         except BaseException as error:
             started.set_exception(error)

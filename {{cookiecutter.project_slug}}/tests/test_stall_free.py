@@ -1,0 +1,57 @@
+"""Stall-free expiry: the Bokeh patches refuse unverified code and keep Bokeh's leak diagnostic.
+
+The whole suite runs with the patches installed (conftest.py), so the leak tests also prove that
+sessions are still freed without Bokeh's per-document ``gc.collect()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import types
+
+import bokeh
+import bokeh.document.document as bokeh_document
+import pytest
+
+from {{ cookiecutter.package_name }} import memory, stall_free
+
+
+def test_patches_are_installed_for_this_suite() -> None:
+    assert isinstance(bokeh_document.gc, stall_free._CoalescedGC)
+    requests = memory.stats.requests
+    assert bokeh_document.gc.collect() == 0  # no heap walk here ...
+    assert memory.stats.requests == requests + 1  # ... a batched release instead
+
+
+def test_unverified_bokeh_version_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bokeh, "__version__", "3.11.0")
+    with pytest.raises(stall_free.UnverifiedBokehError, match=r"3\.11\.0.*COALESCE_GC=false"):
+        stall_free._check_bokeh()
+
+
+def test_changed_bokeh_code_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = dict(stall_free._EXPECTED_SOURCE)
+    expected["Document.destroy"] = ("gc.collect()", "a line Bokeh never had")
+    monkeypatch.setattr(stall_free, "_EXPECTED_SOURCE", expected)
+    with pytest.raises(stall_free.UnverifiedBokehError, match="no longer contains"):
+        stall_free._check_bokeh()
+
+
+def _discard(module: types.ModuleType) -> None:
+    manager = types.SimpleNamespace(_modules=[module])
+    stall_free._destroy_modules(manager)
+    assert manager._modules == []
+
+
+def test_a_referenced_session_module_is_reported_after_collection(caplog: pytest.LogCaptureFixture) -> None:
+    stall_free.report_leaked_modules()
+    stall_free.report_leaked_modules()  # start from empty batches
+    kept = types.ModuleType("bokeh_app_kept_on_purpose")
+    kept_alive = [kept]  # a registry holding the session's module: the leak
+    _discard(kept)
+    _discard(types.ModuleType("bokeh_app_released"))
+    caplog.set_level(logging.ERROR)
+    assert stall_free.report_leaked_modules() == 0  # one release of grace
+    assert stall_free.report_leaked_modules() == 1
+    assert "bokeh_app_kept_on_purpose" in caplog.text and "still referenced" in caplog.text
+    assert kept_alive
