@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import shutil
 import subprocess
@@ -56,12 +57,14 @@ CORE_FILES = {
     "tests/conftest.py",
     "tests/leaky_registry.py",
     "tests/probe.py",
+    "tests/test_browser.py",
     "tests/test_cleanups.py",
     "tests/test_cli.py",
     "tests/test_deploy.py",
     "tests/test_leaks.py",
     "tests/test_monitor.py",
     "tests/test_smoke.py",
+    "tests/test_stall_free.py",
 }
 OPTIONAL_FILES: dict[str, set[str]] = {
     "include_kubernetes": {
@@ -127,6 +130,15 @@ def test_default_bake_is_ruff_clean(default_project: Path) -> None:
     subprocess.run([ruff, "format", "--check", "--no-cache", "."], cwd=default_project, check=True)
 
 
+def test_bake_with_a_late_sorting_package_name_is_ruff_clean(cookies) -> None:
+    """Import sorting must not depend on where the package name sorts ("zeta_board" after "servers")."""
+    result = cookies.bake(extra_context={"project_name": "Zeta Board"})
+    assert result.exit_code == 0, result.exception
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    subprocess.run([ruff, "check", "--no-cache", "."], cwd=result.project_path, check=True)
+    subprocess.run([ruff, "format", "--check", "--no-cache", "."], cwd=result.project_path, check=True)
+
+
 def test_default_bake_passes_pre_commit(default_project: Path, tmp_path: Path) -> None:
     project = tmp_path / default_project.name
     shutil.copytree(default_project, project)
@@ -150,6 +162,31 @@ def test_rendered_project_suite_passes(project_python: Path, default_project: Pa
     assert completed.returncode == 0, tail + completed.stderr[-3000:]
     passed = re.search(r"\b(\d+) passed\b", completed.stdout)
     assert passed and int(passed.group(1)) >= 13, tail
+
+
+def test_rendered_project_browser_tests_pass(project_python: Path, default_project: Path) -> None:
+    """The baked project's real-browser tests pass: its ``browser`` extra drives the system Chromium."""
+    chromium = os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium"
+    if not Path(chromium).is_file():
+        reason = f"no Chromium at {chromium} (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run the browser tests", pytrace=False)
+        pytest.skip(reason)
+    pip = [str(project_python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-e", f"{default_project}[browser]"], check=True, timeout=600)
+    completed = subprocess.run(
+        [str(project_python), "-m", "pytest", "-m", "browser", "-q", "-p", "no:cacheprovider", "-s"],
+        cwd=default_project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "REQUIRE_BROWSER_TESTS": "1", "CHROMIUM_PATH": chromium},
+    )
+    tail = "\n".join(completed.stdout.splitlines()[-40:])
+    print(tail)
+    assert completed.returncode == 0, tail + completed.stderr[-3000:]
+    passed = re.search(r"\b(\d+) passed\b", completed.stdout)
+    assert passed and int(passed.group(1)) >= 2, tail
 
 
 def test_cli_serves_the_app_with_answered_defaults(project_python: Path) -> None:

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-import probe
 from {{ cookiecutter.package_name }}.testing import (
     open_dropped_session,
     open_http_session,
     open_websocket_session,
     running_server,
 )
+
+import probe
 
 APPS = Path(__file__).resolve().parent / "apps"
 

@@ -309,6 +309,7 @@ def test_standalone_file_writes_the_plot_on_ctrl_c(server: ServerProcess, tmp_pa
         assert process.stdout is not None
         first = json.loads(process.stdout.readline())  # one tick done, now sleeping 60 s
         assert first["pid"] == server.pid
+        time.sleep(0.5)  # let it reach the sleep even on a loaded machine: Ctrl-C while waiting
         process.send_signal(signal.SIGINT)
         _, error = process.communicate(timeout=30)
     finally:

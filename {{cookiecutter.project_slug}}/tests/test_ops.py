@@ -16,6 +16,7 @@ from {{ cookiecutter.package_name }} import APP_DIR, runtime
 from {{ cookiecutter.package_name }}.ops import OpsState, ops_patterns
 from {{ cookiecutter.package_name }}.settings import get_settings
 from {{ cookiecutter.package_name }}.testing import open_http_session, running_server
+
 from servers import cli_server
 
 METRIC_NAMES = (

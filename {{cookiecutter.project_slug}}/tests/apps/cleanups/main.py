@@ -5,8 +5,9 @@ from __future__ import annotations
 from bokeh.io import curdoc
 from bokeh.models import Div
 
-import probe
 from {{ cookiecutter.package_name }}.cleanup import on_session_end
+
+import probe
 
 doc = curdoc()
 session_id = doc.session_context.id
