@@ -30,7 +30,7 @@ CORE_FILES = {
     "src/{pkg}/ops.py",
     "src/{pkg}/metrics.py",
     "src/{pkg}/guard.py",
-    "src/{pkg}/comeback.py",
+    "src/{pkg}/expiry_follow_up.py",
     "benchmarks/expiry_and_throughput.py",
     "src/{pkg}/__main__.py",
     "src/{pkg}/app/app_hooks.py",

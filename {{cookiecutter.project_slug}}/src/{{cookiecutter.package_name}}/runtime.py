@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import memory, metrics, server_control
-from .comeback import ComebackRetry
+from .expiry_follow_up import ExpiryFollowUp
 from .guard import MemoryGuard
 from .ops import OpsState
 from .settings import Settings
@@ -32,13 +32,13 @@ class Runtime:
     server: Any
     state: OpsState
     guard: MemoryGuard
-    comeback: ComebackRetry
+    expiry_follow_up: ExpiryFollowUp
 
     def stop(self) -> None:
         """Stop the timers and handlers ``attach`` started (on the server's loop thread)."""
         self.guard.stop()
         self.state.lag.stop()
-        self.comeback.uninstall()
+        self.expiry_follow_up.uninstall()
 
 
 def attach(server: Any, state: OpsState, settings: Settings) -> Runtime:
@@ -50,7 +50,7 @@ def attach(server: Any, state: OpsState, settings: Settings) -> Runtime:
     state.lag.start(server.io_loop)
     guard = MemoryGuard(server, state, settings.memory_soft_limit_bytes, settings.memory_check_interval_ms)
     guard.start()
-    return Runtime(server, state, guard, ComebackRetry(server).install())
+    return Runtime(server, state, guard, ExpiryFollowUp(server).install())
 
 
 class GracefulServer:

@@ -23,8 +23,9 @@ def check_internals(server: Any) -> None:
     tornado = server._tornado
     problems = [name for name in ("_applications", "_clients", "client_lost") if not hasattr(tornado, name)]
     for context in getattr(tornado, "_applications", {}).values():
-        if not hasattr(context, "_discard_session"):
-            problems.append("ApplicationContext._discard_session")
+        for name in ("_discard_session", "_cleanup_sessions"):
+            if not hasattr(context, name):
+                problems.append(f"ApplicationContext.{name}")
     if problems:
         raise RuntimeError(
             f"this Bokeh server lacks {problems}; the memory guard and graceful shutdown need them"
