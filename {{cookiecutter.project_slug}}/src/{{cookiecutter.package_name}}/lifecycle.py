@@ -39,6 +39,7 @@ def on_server_loaded(server_context: Any) -> None:
     if get_settings().release_memory:
         memory.watch_collections()
         memory.use_mmap_for_large_blocks()
+        memory.limit_arenas()
     package_logger = logging.getLogger(__package__)
     if package_logger.level == logging.NOTSET:  # plain `bokeh serve` sets only Bokeh's own logger
         package_logger.setLevel(get_settings().log_level.upper())
