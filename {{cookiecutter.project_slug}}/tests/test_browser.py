@@ -309,3 +309,32 @@ def test_console_error_collector_catches_errors(chromium: Browser | str) -> None
         assert any(message.startswith("uncaught:") and "boom" in message for message in messages)
     finally:
         page.close()
+
+
+def test_benchmark_snapshot_saves_a_png_of_the_painted_plot(chromium: Browser | str, tmp_path: Path) -> None:
+    """``benchmarks/snapshot.py`` (the README's plot image) screenshots a Bokeh page once painted."""
+    import subprocess
+    import sys
+
+    from bokeh.io import save
+    from bokeh.plotting import figure
+    from bokeh.resources import INLINE
+
+    require(chromium)  # skip or fail like the other browser tests when there is no browser
+    plot = figure(title="snapshot", width=900, height=400)
+    plot.line(list(range(100)), [value % 17 for value in range(100)], line_width=3)
+    html, png = tmp_path / "page.html", tmp_path / "page.png"
+    save(plot, filename=str(html), resources=INLINE, title="snapshot")
+    snapshot = Path(__file__).resolve().parent.parent / "benchmarks" / "snapshot.py"
+    chromium_path = os.environ.get("CHROMIUM_PATH") or DEFAULT_CHROMIUM
+    completed = subprocess.run(
+        [sys.executable, str(snapshot), str(html), str(png), "--chromium", chromium_path, "--width", "1000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    width, height = png_size(png.read_bytes())
+    assert width == 1000 and height >= 400
+    # A blank page of that size compresses to a few KB; axes, ticks and the line make it larger.
+    assert png.stat().st_size > 10_000, png.stat().st_size

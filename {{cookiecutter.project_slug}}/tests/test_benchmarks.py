@@ -1,0 +1,126 @@
+"""Smoke tests of the benchmarks: they run end to end with tiny sizes and write what they promise.
+
+The figures themselves need the full sizes and a quiet machine (see the README's Benchmarks
+section), so nothing here is timed; these tests only keep the scripts from rotting: both server
+kinds start, sessions open and expire, the naive registry really keeps its sessions, the tables
+are printed and the JSON and HTML files are written. Marked ``benchmark`` (deselected by default,
+to keep the default suite under a minute): ``pytest -m benchmark``; the template's CI runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.benchmark
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+TINY = [
+    "--variants", "naive", "--sessions", "2", "--payload-mb", "1",
+    "--lifetime-ms", "200", "--check-ms", "100", "--hold-s", "0.1", "--tail-s", "0.2",
+    "--stable-window-s", "0.3", "--per-session", "2", "--per-session-wait-s", "0.1",
+    "--dataset-points", "100000",
+]  # fmt: skip
+CURVE_KEYS = {
+    "label", "command", "baseline_mb", "peak_mb", "after_mb", "retained_mb", "all_expired",
+    "close_to_expired_s", "close_to_settled_s", "events", "t", "rss_mb", "registry_sessions",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def memory_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    results = tmp_path_factory.mktemp("results")
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "memory.py"), *TINY, "--results-dir", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=BENCHMARKS.parent,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout, results
+
+
+def test_memory_benchmark_prints_tables_and_writes_json_and_plot(memory_run: tuple[str, Path]) -> None:
+    stdout, results = memory_run
+    assert "variant" in stdout and "retained" in stdout and "close->settled" in stdout
+    assert "per session" in stdout
+
+    memory = json.loads((results / "memory.json").read_text())
+    assert {"bokeh", "python", "cpus", "args", "curves", "per_session"} <= memory.keys()
+    naive = memory["curves"]["naive"]
+    assert naive.keys() >= CURVE_KEYS
+    assert set(naive["events"]) >= {"opened", "closed", "expired"}
+    assert len(naive["t"]) == len(naive["rss_mb"]) > 0
+    assert naive["all_expired"]
+    # The registry is an imported module: it still holds the warm-up and both measured sessions.
+    assert naive["registry_sessions"] == 3
+    per = memory["per_session"]
+    for design in ("shared", "copied"):
+        assert len(per[design]["rss_mb"]) == 3
+        assert isinstance(per[design]["mb_per_session"], float)
+    assert "Bokeh" in (results / "memory.html").read_text()
+
+
+def test_report_combines_results(memory_run: tuple[str, Path]) -> None:
+    _, results = memory_run
+    expiry = {
+        "bokeh": "x", "python": "x", "cpus": 2, "args": {"sessions": 200},
+        "expiry": {
+            "project": {"max_loop_lag_ms": 40.0, "time_to_empty_s": 0.2, "left_at_end": 0},
+            "bare": {"max_loop_lag_ms": 400.0, "time_to_empty_s": None, "left_at_end": 3},
+        },
+        "throughput": {
+            "project_sessions_per_s": 8.0, "bare_sessions_per_s": 7.0, "ratio_project_over_bare": 1.14,
+        },
+    }  # fmt: skip
+    (results / "expiry_and_throughput.json").write_text(json.dumps(expiry))
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "report.py"), "--from-results", "--results-dir", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "max loop lag 400 ms" in completed.stdout and "not empty (3 left)" in completed.stdout
+    assert "naive" in completed.stdout
+    assert (results / "report.html").is_file()
+
+
+def run_compare(reference: Path, results: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(BENCHMARKS / "compare.py"), "--reference", str(reference)]
+    return subprocess.run(
+        [*command, "--results", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("reference", ["reference", "reference/bokeh-3.9"])
+def test_compare_accepts_the_reference_run_itself(reference: str) -> None:
+    completed = run_compare(BENCHMARKS / reference, BENCHMARKS / reference)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "DIFFERENT" not in completed.stdout and "within their noise bands" in completed.stdout
+
+
+def test_compare_names_a_figure_outside_its_noise_band(tmp_path: Path) -> None:
+    """The control for the test above: one figure moved well outside its band must be reported."""
+    for name in ("memory.json", "expiry_and_throughput.json"):
+        (tmp_path / name).write_text((BENCHMARKS / "reference" / name).read_text())
+    memory = json.loads((tmp_path / "memory.json").read_text())
+    memory["curves"]["project"]["retained_mb"] += 50.0  # a leak of 50 MB
+    (tmp_path / "memory.json").write_text(json.dumps(memory))
+    completed = run_compare(BENCHMARKS / "reference", tmp_path)
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert "1 of" in completed.stdout and "memory project: retained" in completed.stdout
+
+
+def test_compare_explains_missing_results(tmp_path: Path) -> None:
+    completed = run_compare(BENCHMARKS / "reference", tmp_path)
+    assert completed.returncode == 2
+    assert "memory.json not found: run the benchmark" in completed.stderr
