@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,15 +28,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from {{ cookiecutter.package_name }}.testing import free_port
+
 PACKAGE = "{{ cookiecutter.package_name }}"
 RESULTS = Path(__file__).resolve().parent / "results"
 CLEANED = re.compile(r"^(\d+\.\d+) Session (\S+) cleaned up")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -42,7 +42,6 @@ import json
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from {{ cookiecutter.package_name }}.testing import free_port
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 ENV_PREFIX = PACKAGE.upper() + "_"
@@ -77,12 +78,6 @@ VARIANTS: dict[str, str] = {
     "no-release": "bare bokeh serve, RELEASE_MEMORY=false",
 }
 EVENTS = ("opened", "closed", "expired")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,12 +13,7 @@ from bokeh.client import pull_session
 
 from {{ cookiecutter.package_name }} import APP_DIR
 from {{ cookiecutter.package_name }}.settings import get_settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from {{ cookiecutter.package_name }}.testing import free_port
 
 
 def serve_and_pull(command: list[str], port: int, timeout: float = 30.0) -> str:

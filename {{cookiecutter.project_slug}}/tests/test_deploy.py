@@ -33,6 +33,8 @@ from pathlib import Path
 import pytest
 from bokeh.client import pull_session
 
+from servers import free_port
+
 PROJECT = Path(__file__).resolve().parent.parent
 DOCKERFILE = PROJECT / "Dockerfile"
 NGINX_CONF = PROJECT / "deploy" / "nginx.conf"
@@ -125,12 +127,6 @@ def with_flag(command: Sequence[str], flag: str, value: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Processes, HTTP and websockets
 # ---------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LoggedProcess:

@@ -7,7 +7,6 @@ import json
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }} import monitor
+from {{ cookiecutter.package_name }}.testing import free_port
 
 PACKAGE = str(monitor.__package__)
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -174,12 +174,6 @@ def test_read_sessions_over_http(metrics_server: int) -> None:
 
 
 # --- against a real server -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -182,11 +182,14 @@ def check_app_for_leaks(
     check_unused_sessions_ms: int = 200,
     expire_timeout_s: float = 20.0,
     warmup_rounds: int = 1,
+    release_timeout_s: float = 5.0,
 ) -> LeakReport:
     """Run the leak check on the Bokeh app at ``app`` (directory or script) and report.
 
     The idle lifetime must outlast opening the idle sessions (HTTP-only and dropped ones, opened
-    after the connected ones), so that the peak really holds every session at once.
+    after the connected ones), so that the peak really holds every session at once. After the
+    last discard, the tracked objects get ``release_timeout_s`` to be freed before they count as
+    alive.
     """
     with running_server(
         app,
@@ -214,7 +217,7 @@ def check_app_for_leaks(
         def all_dead() -> bool:
             return not any(ref() is not None for ref in (*documents, *contexts, *values))
 
-        _wait_until(all_dead, timeout=5.0)
+        _wait_until(all_dead, timeout=release_timeout_s)
         after = _settled_rss(timeout=10.0)
         return LeakReport(
             app=str(Path(app)),

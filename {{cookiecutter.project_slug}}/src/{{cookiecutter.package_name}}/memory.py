@@ -42,6 +42,18 @@ def _load_malloc_trim() -> Callable[[int], int] | None:
 
 _MALLOC_TRIM = _load_malloc_trim()
 
+
+def _mallopt(parameter: int, value: int) -> bool:
+    """glibc's ``mallopt(parameter, value)``; False where this is not glibc or it refused."""
+    if _MALLOC_TRIM is None:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(ctypes.c_int(parameter), ctypes.c_int(value)))
+    except (OSError, AttributeError):
+        return False
+
+
 #: glibc ``mallopt`` parameter number of ``M_MMAP_THRESHOLD`` (malloc.h).
 _M_MMAP_THRESHOLD = -3
 #: Blocks at least this large get their own mapping, which ``free`` returns to the OS at once.
@@ -57,13 +69,7 @@ def use_mmap_for_large_blocks(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     ``MALLOC_MMAP_THRESHOLD_`` does from the environment) keeps every block of ``threshold`` bytes
     or more in its own mapping. Returns False where this is not glibc.
     """
-    if _MALLOC_TRIM is None:
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(threshold)))
-    except (OSError, AttributeError):
-        return False
+    return _mallopt(_M_MMAP_THRESHOLD, threshold)
 
 
 #: glibc ``mallopt`` parameter number of ``M_ARENA_MAX`` (malloc.h).
@@ -82,13 +88,9 @@ def limit_arenas(max_arenas: int = MAX_ARENAS) -> bool:
     threads start (``on_server_loaded``): threads that already have an arena keep it. Returns
     False where this is not glibc or the environment decides.
     """
-    if _MALLOC_TRIM is None or os.environ.get("MALLOC_ARENA_MAX"):
+    if os.environ.get("MALLOC_ARENA_MAX"):
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(ctypes.c_int(_M_ARENA_MAX), ctypes.c_int(max_arenas)))
-    except (OSError, AttributeError):
-        return False
+    return _mallopt(_M_ARENA_MAX, max_arenas)
 
 
 @dataclass

@@ -36,6 +36,13 @@ T = TypeVar("T")
 _TOKEN = re.compile(r'"token":\s*"([^"]+)"')
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago, for servers started in a subprocess."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @dataclass
 class RunningServer:
     """A started Bokeh server plus the loop and thread it runs on."""
