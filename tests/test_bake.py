@@ -239,7 +239,7 @@ def test_rendered_project_soak_passes(
     project_python: Path, default_project: Path, request: pytest.FixtureRequest
 ) -> None:
     """1300 sessions through 50 clients: no session left, every cleanup once, RSS slope <= 1 KB per
-    session; and the 4 KB-per-session leak control breaks that bound. About 7 minutes, so it runs
+    session; and the 4 KB-per-session leak control breaks that bound. About 6 minutes, so it runs
     with the newest interpreter only (the last of ``interpreters()``)."""
     newest = interpreters()[-1]
     if request.node.callspec.params["project_python"] != newest:
