@@ -19,72 +19,42 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from {{ cookiecutter.package_name }}.testing import free_port
+from {{ cookiecutter.package_name }}.server.serve import APP_DIR
+from {{ cookiecutter.package_name }}.server.settings import env_var
+from {{ cookiecutter.package_name }}_devtools.polling import wait_until
+from {{ cookiecutter.package_name }}_devtools.serving import (
+    ServedProcess,
+    bokeh_command,
+    free_port,
+    project_command,
+    start_server,
+)
 
-PACKAGE = "{{ cookiecutter.package_name }}"
 RESULTS = Path(__file__).resolve().parent / "results"
 CLEANED = re.compile(r"^(\d+\.\d+) Session (\S+) cleaned up")
 
 
-@dataclass
-class Server:
-    name: str
-    process: subprocess.Popen[str]
-    port: int
-    lines: list[str] = field(default_factory=list)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
-def start(name: str, lifetime_ms: int, check_ms: int) -> Server:
-    from importlib import import_module
-
-    app_dir = import_module(PACKAGE).APP_DIR
+def start(name: str, lifetime_ms: int, check_ms: int) -> ServedProcess:
+    """``python -m <package> serve`` (``project``) or bare ``bokeh serve`` of the same app (``bare``)."""
     port = free_port()
     flags = [
-        "--port", str(port), "--address", "127.0.0.1",
+        "--address", "127.0.0.1",
         "--unused-session-lifetime", str(lifetime_ms), "--check-unused-sessions", str(check_ms),
         "--log-format", "%(created).3f %(message)s",
     ]  # fmt: skip
-    if name == "project":
-        command = [sys.executable, "-m", PACKAGE, "serve", *flags]
-    else:
-        command = [sys.executable, "-m", "bokeh", "serve", str(app_dir), *flags]
-    env = {**os.environ, f"{PACKAGE.upper()}_LOG_LEVEL": "info"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    server = Server(name, process, port)
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            server.lines.append(line)
-            if "Bokeh app running at" in line:
-                ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    if not ready.wait(60):
-        process.kill()
-        raise RuntimeError(f"{name} server did not start:\n{''.join(server.lines)}")
-    return server
+    command = project_command(port, *flags) if name == "project" else bokeh_command(APP_DIR, port, *flags)
+    return start_server(command, port, env={env_var("log_level"): "info"})
 
 
-def stop(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
+def stop(server: ServedProcess) -> None:
+    server.stop()
 
 
 def get(url: str, timeout: float = 120.0) -> int:
@@ -96,7 +66,7 @@ def get(url: str, timeout: float = 120.0) -> int:
         return int(error.code)
 
 
-def cleaned_times(server: Server) -> list[float]:
+def cleaned_times(server: ServedProcess) -> list[float]:
     return [float(match[1]) for line in server.lines if (match := CLEANED.match(line))]
 
 
@@ -122,9 +92,7 @@ def mass_expiry(name: str, sessions: int, check_ms: int) -> dict[str, float]:
 
         prober = threading.Thread(target=probe, daemon=True)
         prober.start()
-        deadline = time.monotonic() + check_ms / 1000 + 240
-        while len(cleaned_times(server)) < sessions and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: len(cleaned_times(server)) >= sessions, check_ms / 1000 + 240, interval=0.1)
         time.sleep(1.0)
         done.set()
         prober.join(timeout=130)

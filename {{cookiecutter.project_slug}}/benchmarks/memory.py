@@ -37,27 +37,31 @@ tables and writes ``benchmarks/results/memory.json`` and a Bokeh plot of the cur
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from {{ cookiecutter.package_name }}.testing import free_port
+from {{ cookiecutter.package_name }}.server.serve import APP_DIR
+from {{ cookiecutter.package_name }}.server.settings import ENV_PREFIX, PACKAGE
+from {{ cookiecutter.package_name }}_devtools.polling import wait_until
+from {{ cookiecutter.package_name }}_devtools.serving import (
+    ServedProcess,
+    bokeh_command,
+    free_port,
+    project_command,
+    start_server,
+)
 
-PACKAGE = "{{ cookiecutter.package_name }}"
-ENV_PREFIX = PACKAGE.upper() + "_"
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 APPS = HERE / "apps"
@@ -85,32 +89,37 @@ class Server:
     """A server subprocess, its log lines (with the time each was logged) and an RSS sampler."""
 
     name: str
-    command: list[str]
-    process: subprocess.Popen[str]
-    port: int
+    served: ServedProcess
     app_path: str
-    lines: list[tuple[float, str]] = field(default_factory=list)
     samples: list[tuple[float, float]] = field(default_factory=list)  # (wall time, RSS MB)
     sampling: threading.Event = field(default_factory=threading.Event)
 
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.app_path}"
+        return self.served.url(self.app_path)
+
+    @property
+    def lines(self) -> list[tuple[float, str]]:
+        """(time logged, line): the time from the log format, else when the line was read."""
+        return [
+            (float(match[1]) if (match := LOG_TIME.match(line)) else at, line.rstrip())
+            for at, line in list(self.served.logged)
+        ]
 
     def discard_times(self) -> list[float]:
         """When each session ended (first log line naming it), in log order."""
         first: dict[str, float] = {}
-        for at, line in list(self.lines):
+        for at, line in self.lines:
             if match := DISCARDED.search(line):
                 first.setdefault(match[1] or match[2], at)
         return list(first.values())
 
     def registry(self) -> tuple[int, float] | None:
         """(sessions, MB) the naive registry last reported holding, if it logged at all."""
-        found = [match for _, line in list(self.lines) if (match := REGISTRY.search(line))]
+        found = [match for _, line in self.lines if (match := REGISTRY.search(line))]
         return (int(found[-1][1]), float(found[-1][2])) if found else None
 
     def rss_mb(self) -> float:
-        return psutil.Process(self.process.pid).memory_info().rss / MB
+        return self.served.rss_bytes() / MB
 
 
 def start(name: str, app: Path | None, env: dict[str, str], lifetime_ms: int, check_ms: int) -> Server:
@@ -118,53 +127,28 @@ def start(name: str, app: Path | None, env: dict[str, str], lifetime_ms: int, ch
     ``project``, else ``bokeh serve app``; wait until it listens."""
     port = free_port()
     flags = [
-        "--port", str(port), "--address", "127.0.0.1",
+        "--address", "127.0.0.1",
         "--unused-session-lifetime", str(lifetime_ms), "--check-unused-sessions", str(check_ms),
         "--log-level", "debug", "--log-format", "%(created).3f %(levelname)s %(name)s %(message)s",
     ]  # fmt: skip
-    apps = [] if app is None else [str(app)]
     if name.startswith("project"):
-        command = [sys.executable, "-m", PACKAGE, "serve", *apps, *flags]
+        command = project_command(port, *([] if app is None else [str(app)]), *flags)
     else:
-        command = [sys.executable, "-m", "bokeh", "serve", *apps, *flags]
-    full_env = {**os.environ, ENV_PREFIX + "DRAIN_SECONDS": "0", **env}
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env
-    )
-    server = Server(name, command, process, port, "/app" if app is None else f"/{app.name}")
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            match = LOG_TIME.match(line)
-            server.lines.append((float(match[1]) if match else time.time(), line.rstrip()))
-            if "Bokeh app running at" in line:
-                ready.set()
-
-    threading.Thread(target=pump, name=f"{name}-log", daemon=True).start()
-    if not ready.wait(60):
-        process.kill()
-        log = "\n".join(line for _, line in server.lines[-30:])
-        raise RuntimeError(f"{name} server did not start:\n{log}")
-    return server
+        command = bokeh_command(APP_DIR if app is None else app, port, *flags)
+    served = start_server(command, port, env=env)
+    return Server(name, served, "/app" if app is None else f"/{app.name}")
 
 
 def stop(server: Server) -> None:
     server.sampling.clear()
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=10)
+    server.served.stop(timeout=20)
 
 
 def shown_command(server: Server) -> list[str]:
     """The server's command as a reader would type it from the project root: ``python``, paths
     relative to the project, no port number."""
     root = f"{HERE.parent}{os.sep}"
-    shown = ["<port>" if part == str(server.port) else part for part in server.command[1:]]
+    shown = ["<port>" if part == str(server.served.port) else part for part in server.served.command[1:]]
     return ["python", *(part.removeprefix(root) for part in shown)]
 
 
@@ -181,15 +165,6 @@ def start_sampling(server: Server, interval_s: float) -> None:
             time.sleep(interval_s)
 
     threading.Thread(target=sample, name=f"{server.name}-rss", daemon=True).start()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 def recent(server: Server, seconds: float) -> list[float]:
@@ -209,7 +184,7 @@ def wait_stable(server: Server, window_s: float, tolerance_mb: float, timeout: f
             and max(window) - min(window) <= tolerance_mb
         )
 
-    wait_for(stable, timeout, interval=0.1)
+    wait_until(stable, timeout, interval=0.1)
     return statistics.median(recent(server, window_s) or [server.rss_mb()])
 
 
@@ -244,7 +219,7 @@ def curve(name: str, args: argparse.Namespace) -> dict[str, Any]:
     if name == "naive":
         app = APPS / "naive"
     elif name in ("bare", "no-release"):
-        app = Path(importlib.import_module(PACKAGE).APP_DIR)
+        app = APP_DIR
     if name == "no-release":
         env[ENV_PREFIX + "RELEASE_MEMORY"] = "false"
     server = start(name, app, env, args.lifetime_ms, args.check_ms)
@@ -252,7 +227,7 @@ def curve(name: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         start_sampling(server, args.sample_ms / 1000)
         close_sessions(open_sessions(server, args.warmup))
-        wait_for(lambda: len(server.discard_times()) >= args.warmup, expire_timeout)
+        wait_until(lambda: len(server.discard_times()) >= args.warmup, expire_timeout)
         baseline = wait_stable(server, args.stable_window_s, args.tolerance_mb, timeout=10.0)
         window_start = time.time() - args.stable_window_s
 
@@ -264,7 +239,7 @@ def curve(name: str, args: argparse.Namespace) -> dict[str, Any]:
         closed = time.time()
         del clients
         expected = args.warmup + args.sessions
-        all_expired = wait_for(lambda: len(server.discard_times()) >= expected, expire_timeout)
+        all_expired = wait_until(lambda: len(server.discard_times()) >= expected, expire_timeout)
         discards = sorted(server.discard_times())
         expired = discards[expected - 1] if all_expired else time.time()
         time.sleep(args.tail_s)
@@ -311,7 +286,7 @@ def per_session(name: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         start_sampling(server, args.sample_ms / 1000)
         close_sessions(open_sessions(server, args.warmup))
-        wait_for(lambda: len(server.discard_times()) >= args.warmup, expire_timeout)
+        wait_until(lambda: len(server.discard_times()) >= args.warmup, expire_timeout)
         rss = [wait_stable(server, args.stable_window_s, args.tolerance_mb, timeout=10.0)]
         clients = []
         for _ in range(args.per_session):

@@ -14,7 +14,6 @@ benchmark waits for bare Bokeh to empty) or ``python benchmarks/report.py --from
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shlex
 import subprocess
@@ -30,16 +29,10 @@ EXPIRY_JSON = "expiry_and_throughput.json"
 
 
 def load_memory_module() -> ModuleType:
-    """``benchmarks/memory.py`` (not a package) for its plot and table helpers."""
-    name = "memory_benchmark"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / "memory.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
+    """``benchmarks/memory.py``, for its plot and table helpers (this script's folder is on the path)."""
+    import memory
+
+    return memory
 
 
 def run_benchmarks(results_dir: Path, memory_args: str, expiry_args: str) -> None:

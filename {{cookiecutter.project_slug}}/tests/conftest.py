@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }} import APP_DIR, stall_free
-from {{ cookiecutter.package_name }}.settings import env_var, get_settings
-from {{ cookiecutter.package_name }}.testing import RunningServer, running_server
+from {{ cookiecutter.package_name }}.server import stall_free
+from {{ cookiecutter.package_name }}.server.serve import APP_DIR
+from {{ cookiecutter.package_name }}.server.settings import env_var, get_settings
+from {{ cookiecutter.package_name }}_devtools.testing import RunningServer, running_server
 
 TESTS_DIR = Path(__file__).resolve().parent
 

@@ -11,13 +11,13 @@ import sys
 
 import pytest
 
-from {{ cookiecutter.package_name }} import memory
+from {{ cookiecutter.package_name }}.server import memory
 
 ON_GLIBC = memory.trim_supported()
 
 
 def call_in_fresh_python(function: str, **env: str) -> str:
-    code = f"from {{ cookiecutter.package_name }} import memory; print(memory.{function}())"
+    code = f"import {memory.__name__} as memory; print(memory.{function}())"
     clean = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
     command = [sys.executable, "-c", code]
     completed = subprocess.run(command, env={**clean, **env}, capture_output=True, text=True, timeout=60)

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from {{ cookiecutter.package_name }} import APP_DIR
-from {{ cookiecutter.package_name }}.cleanup import on_every_session_end, remove_app_cleanup
-from {{ cookiecutter.package_name }}.session_locals import session_locals
-from {{ cookiecutter.package_name }}.testing import RunningServer, running_server
+from {{ cookiecutter.package_name }}.server.cleanup import on_every_session_end, remove_app_cleanup
+from {{ cookiecutter.package_name }}.server.serve import APP_DIR
+from {{ cookiecutter.package_name }}.server.session_locals import session_locals
+from {{ cookiecutter.package_name }}_devtools.testing import RunningServer, running_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page

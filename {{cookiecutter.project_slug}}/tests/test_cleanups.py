@@ -1,4 +1,4 @@
-"""Cleanup semantics: once per session, isolated, logged with the session id, main.py globals kept."""
+"""Cleanup semantics: once per session, isolated, logged with the session id, main.py kept whole."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.testing import (
+from {{ cookiecutter.package_name }}.server import lifecycle
+from {{ cookiecutter.package_name }}_devtools.testing import (
     open_dropped_session,
     open_http_session,
     open_websocket_session,
@@ -67,3 +68,30 @@ def test_naive_bokeh_loses_the_same_cleanup(caplog: pytest.LogCaptureFixture) ->
         open_each_kind(running, per_kind=2)
     assert probe.sessions_with("destroyed") == {}
     assert any("is not defined" in r.getMessage() for r in caplog.records)
+
+
+def test_a_cleanup_may_call_helpers_that_read_main_py_globals(caplog: pytest.LogCaptureFixture) -> None:
+    """cleanup -> method -> helper -> global, and a destroy callback -> helper -> global, all in main.py."""
+    caplog.set_level(logging.ERROR)
+    with running_server(APPS / "cleanup_chain") as running:
+        open_each_kind(running, per_kind=2)
+    created = probe.sessions_with("created")
+    assert len(created) == 6
+    assert probe.sessions_with("released") == created, "every handle closed exactly once"
+    assert probe.sessions_with("finished") == created
+    assert not [r for r in caplog.records if "failed for session" in r.getMessage()]
+
+
+def test_without_keeping_main_py_the_chain_breaks(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Control for the test above: with main.py cleared before the cleanups (Bokeh's order, no
+    keeping), the same chain raises NameError and no handle is closed."""
+    monkeypatch.setattr(lifecycle, "keep_modules_for_cleanups", lambda session_context, store: None)
+    caplog.set_level(logging.ERROR)
+    with running_server(APPS / "cleanup_chain") as running:
+        open_each_kind(running, per_kind=1)
+    assert len(probe.sessions_with("created")) == 3
+    assert probe.sessions_with("released") == {} and probe.sessions_with("finished") == {}
+    failures = [r for r in caplog.records if "failed for session" in r.getMessage()]
+    assert len(failures) == 6 and all(isinstance(r.exc_info[1], NameError) for r in failures)

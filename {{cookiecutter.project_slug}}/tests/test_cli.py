@@ -2,51 +2,30 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 from bokeh.client import pull_session
+from bokeh.command.subcommands.serve import Serve
 
-from {{ cookiecutter.package_name }} import APP_DIR
-from {{ cookiecutter.package_name }}.settings import get_settings
-from {{ cookiecutter.package_name }}.testing import free_port
+from {{ cookiecutter.package_name }}.server import cli
+from {{ cookiecutter.package_name }}.server.serve import APP_DIR
+from {{ cookiecutter.package_name }}.server.settings import env_var, get_settings
+from {{ cookiecutter.package_name }}_devtools.serving import bokeh_command, free_port, project_command, served
+from {{ cookiecutter.package_name }}_devtools.testing import http_get, page_token, websocket_handshake
 
 
-def serve_and_pull(command: list[str], port: int, timeout: float = 30.0) -> str:
+def serve_and_pull(command: list[str], port: int) -> str:
     """Start ``command``, pull a session from it, stop it; returns the server's log."""
-    # No drain on SIGTERM here: test_ops.py covers draining.
-    env = {**os.environ, "{{ cookiecutter.package_name | upper }}_DRAIN_SECONDS": "0"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    log: list[str] = []
-    try:
-        deadline = time.monotonic() + timeout
-        assert process.stdout is not None
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            log.append(line)
-            if "Bokeh app running at" in line:
-                break
-        else:
-            pytest.fail("server did not start:\n" + "".join(log))
-        with pull_session(url=f"http://127.0.0.1:{port}/app") as session:
+    with served(command, port) as server:
+        with pull_session(url=server.url("/app")) as session:
             assert session.document.get_model_by_name("main_plot") is not None
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=30)
-        log.append(output)
-    return "".join(log)
+        server.stop()
+    return server.log
 
 
 def test_module_cli_serves_with_the_answered_flags() -> None:
     port = free_port()
     settings = get_settings()
-    log = serve_and_pull([sys.executable, "-m", "{{ cookiecutter.package_name }}", "serve", "--port", str(port)], port)
+    log = serve_and_pull(project_command(port), port)
     assert f"http://127.0.0.1:{port}/app" in log
     assert f"Unused sessions last for {settings.unused_session_lifetime_ms} milliseconds" in log
     assert f"Check for unused sessions every {settings.check_unused_sessions_ms} milliseconds" in log
@@ -55,11 +34,58 @@ def test_module_cli_serves_with_the_answered_flags() -> None:
 def test_plain_bokeh_serve_runs_the_same_app() -> None:
     port = free_port()
     settings = get_settings()
-    bokeh = str(Path(sys.executable).with_name("bokeh"))
-    command = [
-        bokeh, "serve", str(APP_DIR), "--address", "127.0.0.1", "--port", str(port),
+    command = bokeh_command(
+        APP_DIR, port, "--address", "127.0.0.1",
         "--unused-session-lifetime", str(settings.unused_session_lifetime_ms),
         "--check-unused-sessions", str(settings.check_unused_sessions_ms),
-    ]  # fmt: skip
+    )  # fmt: skip
     log = serve_and_pull(command, port)
     assert f"http://127.0.0.1:{port}/app" in log
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--allow-websocket-origin", "*"], {}, "--allow-websocket-origin"),
+        (["--allow-websocket-origin", "dash.example.com:*"], {}, "--allow-websocket-origin"),
+        ([], {env_var("allowed_origins"): "localhost:5006,*"}, env_var("allowed_origins")),
+        ([], {"BOKEH_ALLOW_WS_ORIGIN": "*"}, "BOKEH_ALLOW_WS_ORIGIN"),
+        ([], {env_var("allowed_origins"): "[::1]:5006"}, env_var("allowed_origins")),
+    ],
+    ids=["flag-star", "flag-port-star", "env-star", "bokeh-env-star", "ipv6"],
+)
+def test_unsafe_or_unparseable_origins_stop_the_server_with_one_line(
+    args: list[str],
+    env: dict[str, str],
+    named: str,
+    settings_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``*`` (any site may open a session: cross-site websocket hijacking) and IPv6 literals (Bokeh
+    cannot parse them) are refused at start, naming where the value came from; no traceback."""
+    for name, value in env.items():
+        settings_env.setenv(name, value)
+    # Were the origins let through, Bokeh's own serve would start: fail instead of serving.
+    settings_env.setattr(Serve, "invoke", lambda self, args: pytest.fail("the server started"))
+    assert cli.main(["serve", "--port", str(free_port()), *args]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {named}") and len(error.strip().splitlines()) == 1, error
+
+
+def test_origins_follow_the_port_when_none_are_given() -> None:
+    """``serve --port P`` accepts the page it serves itself (``localhost:P``), not the baked port's;
+    with origins given by env, the env wins (the control)."""
+    port = free_port()
+    baked = f"localhost:{get_settings().port}"
+    with served(project_command(port), port) as server:
+        for origin, expected in ((f"http://localhost:{port}", 101), (f"http://{baked}", 403)):
+            token = page_token(http_get(server.url("/app"))[1])
+            websocket = websocket_handshake(port, "/app/ws", token, origin=origin)
+            websocket.sock.close()
+            assert websocket.status == expected, (origin, websocket.status_line)
+    explicit = {env_var("allowed_origins"): baked}
+    with served(project_command(port), port, env=explicit) as server:
+        token = page_token(http_get(server.url("/app"))[1])
+        websocket = websocket_handshake(port, "/app/ws", token, origin=f"http://localhost:{port}")
+        websocket.sock.close()
+        assert websocket.status == 403, websocket.status_line

@@ -22,8 +22,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -33,14 +31,20 @@ from pathlib import Path
 import pytest
 from bokeh.client import pull_session
 
-from servers import free_port
+from {{ cookiecutter.package_name }}.server.settings import ENV_PREFIX, PACKAGE
+from {{ cookiecutter.package_name }}_devtools.polling import wait_until
+from {{ cookiecutter.package_name }}_devtools.serving import (
+    READY_LINE,
+    ServedProcess,
+    free_port,
+    project_command,
+    start_server,
+)
+from {{ cookiecutter.package_name }}_devtools.testing import http_get, page_token, websocket_handshake
 
 PROJECT = Path(__file__).resolve().parent.parent
 DOCKERFILE = PROJECT / "Dockerfile"
 NGINX_CONF = PROJECT / "deploy" / "nginx.conf"
-PACKAGE = next(path.parent.name for path in (PROJECT / "src").glob("*/__init__.py"))
-ENV_PREFIX = PACKAGE.upper() + "_"
-TOKEN = re.compile(r'"token":\s*"([^"]+)"')
 WEBSOCKET_OPENED = "WebSocket connection opened"
 #: A 6 KB site cookie, as browsers carry. Bokeh copies the page request's cookies and headers into
 #: the session token (compressed, hence random bytes), which the websocket handshake sends in one
@@ -129,95 +133,33 @@ def with_flag(command: Sequence[str], flag: str, value: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-class LoggedProcess:
-    """A subprocess whose combined output is collected line by line in a background thread."""
-
-    def __init__(self, command: Sequence[str], env: dict[str, str] | None = None) -> None:
-        self.command = list(command)
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        )
-        self._reader = threading.Thread(target=self._pump, daemon=True)
-        self._reader.start()
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def count(self, text: str) -> int:
-        return sum(text in line for line in list(self.lines))
-
-    def wait_for(self, text: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{shlex.join(self.command)} never logged {text!r}:\n{self.log}")
-            time.sleep(0.02)
-
-    def stop(self, timeout: float) -> int:
-        """SIGTERM, then wait up to ``timeout``; SIGKILL and fail if it does not exit by then."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            pytest.fail(f"{shlex.join(self.command)} ignored SIGTERM for {timeout} s:\n{self.log}")
-        self._reader.join(timeout=5)
-        return code
-
-    def terminate(self, timeout: float = 10.0) -> None:
-        """Clean-up: SIGTERM (an nginx master then stops its workers), SIGKILL if that is ignored."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._reader.join(timeout=5)
-
-
-def wait_for_port(port: int, process: LoggedProcess, timeout: float = 10.0) -> None:
-    """Wait until something accepts connections on ``port``; fail if ``process`` dies first."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if process.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"nothing listens on {port}:\n{process.log}")
-            time.sleep(0.05)
-
-
-def get(
-    url: str | urllib.request.Request, opener: urllib.request.OpenerDirector | None = None
-) -> tuple[int, str]:
-    """GET ``url``: status and body (also for error statuses)."""
+def stop_gracefully(process: ServedProcess, timeout: float) -> int:
+    """SIGTERM, then wait up to ``timeout``; fail (after SIGKILL) if it does not exit by then."""
+    if process.process.poll() is None:
+        process.process.send_signal(signal.SIGTERM)
     try:
-        with (opener or urllib.request.build_opener()).open(url, timeout=10) as response:
-            return int(response.status), response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as error:
-        return int(error.code), error.read().decode("utf-8", "replace")
+        return process.process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"{shlex.join(process.command)} ignored SIGTERM for {timeout} s:\n{process.log}")
 
 
-def page_token(page: str) -> str:
-    match = TOKEN.search(page)
-    assert match is not None, "the page has no Bokeh session token"
-    return match.group(1)
+def wait_for_port(port: int, process: ServedProcess, timeout: float = 10.0) -> None:
+    """Wait until something accepts connections on ``port``; fail if ``process`` dies first."""
+
+    def accepts() -> bool:
+        if process.process.poll() is not None:
+            pytest.fail(f"{shlex.join(process.command)} exited:\n{process.log}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+        return False
+
+    assert wait_until(accepts, timeout), f"nothing listens on {port}:\n{process.log}"
 
 
 def sessions_live(port: int) -> int:
     """``bokeh_sessions_live`` from the server's Prometheus ``/metrics``."""
-    status, body = get(f"http://127.0.0.1:{port}/metrics")
+    status, body = http_get(f"http://127.0.0.1:{port}/metrics")
     assert status == 200, f"/metrics on port {port} answered {status}"
     values = [
         float(line.split()[-1])
@@ -226,53 +168,6 @@ def sessions_live(port: int) -> int:
     ]
     assert values, "bokeh_sessions_live is not in /metrics"
     return int(sum(values))
-
-
-@dataclass
-class Websocket:
-    """The first line of the server's handshake reply and, on 101, the open socket."""
-
-    status_line: str
-    sock: socket.socket
-
-
-def open_websocket(
-    port: int, path: str, token: str, *, origin: str | None = None, cookie: str | None = None
-) -> Websocket:
-    """Browser-like websocket handshake (``Sec-WebSocket-Protocol: bokeh, <token>``).
-
-    On ``101`` it also waits for the server's first message (Bokeh's ACK), i.e. until the
-    connection is attached to a session. The caller closes ``sock``.
-    """
-    headers = [
-        f"GET {path} HTTP/1.1",
-        f"Host: 127.0.0.1:{port}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
-        "Sec-WebSocket-Version: 13",
-        f"Sec-WebSocket-Protocol: bokeh, {token}",
-    ]
-    if origin is not None:
-        headers.append(f"Origin: {origin}")
-    if cookie:
-        headers.append(f"Cookie: {cookie}")
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    try:
-        sock.sendall(("\r\n".join(headers) + "\r\n\r\n").encode())
-        reply = b""
-        while b"\r\n\r\n" not in reply:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
-        status_line = reply.split(b"\r\n", 1)[0].decode("latin-1")
-        if status_line.startswith("HTTP/1.1 101") and not reply.split(b"\r\n\r\n", 1)[1]:
-            sock.recv(65536)  # Bokeh's ACK: the connection now belongs to a session
-    except BaseException:
-        sock.close()
-        raise
-    return Websocket(status_line, sock)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,14 +190,13 @@ def test_dockerfile_command_serves_the_app_with_its_flags_env_and_healthcheck() 
     port = free_port()
     command = with_flag(with_flag(cmd, "--port", str(port)), "--address", "127.0.0.1")
     command[0] = sys.executable
-    server = LoggedProcess(command, env={**os.environ, **stage.env})
+    server = start_server(command, port, env=stage.env)
     try:
-        server.wait_for("Bokeh app running at")
         # The flags were accepted and are the ones in force.
         assert f"Unused sessions last for {lifetime} milliseconds" in server.log
         assert f"Check for unused sessions every {interval} milliseconds" in server.log
 
-        status, body = get(f"http://127.0.0.1:{port}/healthz")
+        status, body = http_get(f"http://127.0.0.1:{port}/healthz")
         assert status == 200, body
         assert isinstance(json.loads(body), dict)
 
@@ -321,13 +215,13 @@ def test_dockerfile_command_serves_the_app_with_its_flags_env_and_healthcheck() 
         # The websocket origins come from ENV: an allowed origin is accepted, any other refused.
         allowed = stage.env[ENV_PREFIX + "ALLOWED_ORIGINS"].split(",")[0]
         for origin, expected in ((f"http://{allowed}", "101"), ("http://evil.example", "403")):
-            token = page_token(get(f"http://127.0.0.1:{port}/app")[1])
-            websocket = open_websocket(port, "/app/ws", token, origin=origin)
+            token = page_token(http_get(f"http://127.0.0.1:{port}/app")[1])
+            websocket = websocket_handshake(port, "/app/ws", token, origin=origin)
             websocket.sock.close()
             assert websocket.status_line.split()[1] == expected, (origin, websocket.status_line)
     finally:
         # `docker stop`: SIGTERM, SIGKILL after 10 s. The ENV's drain must fit in that.
-        code = server.stop(timeout=DOCKER_STOP_GRACE_S)
+        code = stop_gracefully(server, timeout=DOCKER_STOP_GRACE_S)
     assert code == 0, server.log
 
 
@@ -391,36 +285,37 @@ class Client:
 
 
 @pytest.fixture
-def nginx_in_front_of_two_backends(tmp_path: Path) -> Iterator[tuple[int, list[LoggedProcess], list[int]]]:
+def nginx_in_front_of_two_backends(tmp_path: Path) -> Iterator[tuple[int, list[ServedProcess], list[int]]]:
     """Two ``serve`` processes behind deploy/nginx.conf; yields nginx's port, the backends, their ports."""
     listen_port, ports = free_port(), [free_port(), free_port()]
-    env = {**os.environ, ENV_PREFIX + "DRAIN_SECONDS": "0"}
     with contextlib.ExitStack() as stack:
         backends = []
         for port in ports:
-            command = [sys.executable, "-m", PACKAGE, "serve", "--address", "127.0.0.1", "--port", str(port)]
+            command = project_command(port, "--address", "127.0.0.1")
             command += ["--allow-websocket-origin", f"127.0.0.1:{listen_port}"]
-            backend = LoggedProcess(command, env=env)
-            stack.callback(backend.terminate)
+            backend = start_server(command, port, ready=None)
+            stack.callback(backend.stop)
             backends.append(backend)
         config = tmp_path / "nginx.conf"
         config.write_text(render_nginx_conf(NGINX_CONF.read_text(encoding="utf-8"), ports, listen_port))
         prefix = tmp_path / "nginx"
         tested = nginx_test(config, prefix)  # (c) the rendered config passes `nginx -t`
         assert tested.returncode == 0, tested.stderr
-        nginx = LoggedProcess(
-            [str(nginx_binary()), "-p", str(prefix), "-c", str(config), "-e", "stderr", "-g", "daemon off;"]
+        nginx = start_server(
+            [str(nginx_binary()), "-p", str(prefix), "-c", str(config), "-e", "stderr", "-g", "daemon off;"],
+            listen_port,
+            ready=None,
         )
-        stack.callback(nginx.terminate)
+        stack.callback(nginx.stop)
         for backend in backends:
-            backend.wait_for("Bokeh app running at")
+            assert backend.wait_for(READY_LINE), backend.log
         wait_for_port(listen_port, nginx)
         yield listen_port, backends, ports
 
 
 def browse(
     listen_port: int,
-    backends: Sequence[LoggedProcess],
+    backends: Sequence[ServedProcess],
     ports: Sequence[int],
     misroute_like: Sequence[Client] = (),
 ) -> tuple[Client, socket.socket]:
@@ -440,7 +335,7 @@ def browse(
     page_request = urllib.request.Request(
         f"http://127.0.0.1:{listen_port}/app", headers={"Cookie": BIG_COOKIE}
     )
-    status, page = get(page_request, opener)
+    status, page = http_get(page_request, opener=opener)
     assert status == 200
     after_page = [sessions_live(port) for port in ports]
     grew = [index for index, (old, new) in enumerate(zip(before, after_page, strict=True)) if new != old]
@@ -455,7 +350,7 @@ def browse(
     assert cookie, "nginx set no routing cookie on the page response"
     token = page_token(page)
     assert len(token) > 8192, "the token should exceed nginx's default header line buffer"
-    websocket = open_websocket(
+    websocket = websocket_handshake(
         listen_port,
         "/app/ws",
         token,
@@ -463,15 +358,15 @@ def browse(
         cookie=f"{cookie}; {BIG_COOKIE}",
     )
     assert websocket.status_line.startswith("HTTP/1.1 101"), websocket.status_line
-    deadline = time.monotonic() + 5
-    while True:
-        opened = [
+
+    def opened_since() -> list[int]:
+        return [
             backend.count(WEBSOCKET_OPENED) - old
             for backend, old in zip(backends, opened_before, strict=True)
         ]
-        if sum(opened) >= 1 or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
+
+    wait_until(lambda: sum(opened_since()) >= 1, 5, interval=0.02)
+    opened = opened_since()
     assert sorted(opened) == [0, 1], opened
     client.websocket_backend = opened.index(1)
     after_websocket = [sessions_live(port) for port in ports]
@@ -481,7 +376,7 @@ def browse(
 
 @needs_nginx
 def test_nginx_keeps_each_page_and_its_websocket_on_one_backend(
-    nginx_in_front_of_two_backends: tuple[int, list[LoggedProcess], list[int]],
+    nginx_in_front_of_two_backends: tuple[int, list[ServedProcess], list[int]],
 ) -> None:
     listen_port, backends, ports = nginx_in_front_of_two_backends
     sockets: list[socket.socket] = []
@@ -508,4 +403,4 @@ def test_nginx_keeps_each_page_and_its_websocket_on_one_backend(
         for sock in sockets:
             sock.close()
     for backend in backends:
-        assert backend.stop(timeout=10) == 0, backend.log
+        assert stop_gracefully(backend, timeout=10) == 0, backend.log

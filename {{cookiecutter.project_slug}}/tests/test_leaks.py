@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }} import APP_DIR
-from {{ cookiecutter.package_name }}.cleanup import on_every_session_end, remove_app_cleanup
-from {{ cookiecutter.package_name }}.leakcheck import check_app_for_leaks
-from {{ cookiecutter.package_name }}.testing import (
+from {{ cookiecutter.package_name }}.server.cleanup import on_every_session_end, remove_app_cleanup
+from {{ cookiecutter.package_name }}.server.serve import APP_DIR
+from {{ cookiecutter.package_name }}_devtools.leakcheck import check_app_for_leaks
+from {{ cookiecutter.package_name }}_devtools.testing import (
     open_dropped_session,
     open_http_session,
     open_websocket_session,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import queue
 import re
 import signal
 import subprocess
@@ -12,17 +11,17 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }} import monitor
-from {{ cookiecutter.package_name }}.testing import free_port
+from {{ cookiecutter.package_name }}.server.settings import PACKAGE
+from {{ cookiecutter.package_name }}_devtools import monitor
+from {{ cookiecutter.package_name }}_devtools.serving import ServedProcess, free_port, project_server
 
-PACKAGE = str(monitor.__package__)
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+MONITOR_MODULE = monitor.__name__
 MATCHES_NOTHING = r"^no-such-server-[0-9]{40}$"
 
 SAMPLE_METRICS = """\
@@ -176,46 +175,11 @@ def test_read_sessions_over_http(metrics_server: int) -> None:
 # --- against a real server -------------------------------------------------------------------------
 
 
-@dataclass
-class ServerProcess:
-    process: subprocess.Popen[str]
-    port: int
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
+def server() -> Iterator[ServedProcess]:
     """``python -m <package> serve`` on a free port, started once for this module's live tests."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", PACKAGE, "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def drain() -> None:  # keep reading so the server never blocks on a full pipe
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-
-    threading.Thread(target=drain, daemon=True).start()
-    log: list[str] = []
-    deadline = time.monotonic() + 30
-    try:
-        while not any("Bokeh app running at" in line for line in log):
-            try:
-                log.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
-            except queue.Empty:
-                pytest.fail("server did not start:\n" + "".join(log))
-        yield ServerProcess(process, port)
-    finally:
-        process.kill()  # SIGTERM would drain for seconds first; nothing here needs a graceful stop
-        process.wait(timeout=30)
+    with project_server() as running:
+        yield running
 
 
 def records(output: str) -> list[dict[str, object]]:
@@ -223,7 +187,7 @@ def records(output: str) -> list[dict[str, object]]:
 
 
 def test_once_finds_the_server_by_its_command_line(
-    server: ServerProcess, capsys: pytest.CaptureFixture[str]
+    server: ServedProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert monitor.main(["--once"]) == 0
     found = [record for record in records(capsys.readouterr().out) if record["pid"] == server.pid]
@@ -236,7 +200,7 @@ def test_once_finds_the_server_by_its_command_line(
     assert datetime.fromisoformat(str(record["time"])).tzinfo is not None
 
 
-def test_threshold_sets_the_exit_code(server: ServerProcess, capsys: pytest.CaptureFixture[str]) -> None:
+def test_threshold_sets_the_exit_code(server: ServedProcess, capsys: pytest.CaptureFixture[str]) -> None:
     pid = str(server.pid)
     assert monitor.main(["--once", "--pid", pid, "--threshold-mb", "1"]) == 2
     error = capsys.readouterr().err
@@ -245,7 +209,7 @@ def test_threshold_sets_the_exit_code(server: ServerProcess, capsys: pytest.Capt
     assert "exceeded" not in capsys.readouterr().err
 
 
-def test_count_and_interval_bound_the_loop(server: ServerProcess, capsys: pytest.CaptureFixture[str]) -> None:
+def test_count_and_interval_bound_the_loop(server: ServedProcess, capsys: pytest.CaptureFixture[str]) -> None:
     assert monitor.main(["--count", "2", "--interval", "0.2", "--pid", str(server.pid)]) == 0
     lines = records(capsys.readouterr().out)
     assert [record["pid"] for record in lines] == [server.pid, server.pid]
@@ -253,7 +217,7 @@ def test_count_and_interval_bound_the_loop(server: ServerProcess, capsys: pytest
     assert (second - first).total_seconds() >= 0.15
 
 
-def test_plot_writes_a_bokeh_chart(server: ServerProcess, tmp_path: Path) -> None:
+def test_plot_writes_a_bokeh_chart(server: ServedProcess, tmp_path: Path) -> None:
     html = tmp_path / "rss.html"
     pattern = rf"-m {PACKAGE} serve --port {server.port}\b"
     argv = ["--count", "2", "--interval", "0.1", "--match", pattern, "--threshold-mb", "100000"]
@@ -271,9 +235,9 @@ def test_no_server_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert "no Bokeh server process found" in captured.err
 
 
-def test_module_cli_subcommand(server: ServerProcess) -> None:
+def test_module_entry_point(server: ServedProcess) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", PACKAGE, "monitor", "--once", "--pid", str(server.pid)],
+        [sys.executable, "-m", MONITOR_MODULE, "--once", "--pid", str(server.pid)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -282,7 +246,7 @@ def test_module_cli_subcommand(server: ServerProcess) -> None:
     assert [record["pid"] for record in records(completed.stdout)] == [server.pid]
 
 
-def test_guide_script_monitor_memory_py(server: ServerProcess) -> None:
+def test_guide_script_monitor_memory_py(server: ServedProcess) -> None:
     completed = subprocess.run(
         [sys.executable, "monitor_memory.py", "--once"],
         cwd=PROJECT_DIR,
@@ -294,7 +258,7 @@ def test_guide_script_monitor_memory_py(server: ServerProcess) -> None:
     assert server.pid in [record["pid"] for record in records(completed.stdout)]
 
 
-def test_standalone_file_writes_the_plot_on_ctrl_c(server: ServerProcess, tmp_path: Path) -> None:
+def test_standalone_file_writes_the_plot_on_ctrl_c(server: ServedProcess, tmp_path: Path) -> None:
     html = tmp_path / "rss.html"
     options = ["--pid", str(server.pid), "--interval", "60", "--plot", str(html)]
     command = [sys.executable, str(monitor.__file__), *options]

@@ -6,18 +6,16 @@ import dataclasses
 import json
 import signal
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from bokeh.client import pull_session
 
-from {{ cookiecutter.package_name }} import APP_DIR, runtime
-from {{ cookiecutter.package_name }}.ops import OpsState, ops_patterns
-from {{ cookiecutter.package_name }}.settings import get_settings
-from {{ cookiecutter.package_name }}.testing import open_http_session, running_server
-
-from servers import cli_server
+from {{ cookiecutter.package_name }}.server import runtime
+from {{ cookiecutter.package_name }}.server.ops import OpsState, ops_patterns
+from {{ cookiecutter.package_name }}.server.serve import APP_DIR
+from {{ cookiecutter.package_name }}.server.settings import env_var, get_settings
+from {{ cookiecutter.package_name }}_devtools.serving import project_server
+from {{ cookiecutter.package_name }}_devtools.testing import http_get, open_http_session, running_server
 
 METRIC_NAMES = (
     "bokeh_sessions_live",
@@ -31,14 +29,6 @@ METRIC_NAMES = (
 )
 
 
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as error:
-        return int(error.code), error.read().decode()
-
-
 def metric(text: str, name: str) -> float:
     for line in text.splitlines():
         if line.startswith(name + " "):
@@ -48,29 +38,29 @@ def metric(text: str, name: str) -> float:
 
 @pytest.fixture(scope="module", params=["", "/dash"], ids=["no-prefix", "prefix"])
 def cli(request):
-    with cli_server(prefix=request.param) as server:
+    with project_server(prefix=request.param) as server:
         yield server
 
 
 def test_routes_answer_and_create_no_session(cli) -> None:
-    status, body = get(cli.url("/healthz"))
+    status, body = http_get(cli.url("/healthz"))
     assert status == 200 and json.loads(body)["status"] == "ok"
     assert "loop_lag_ms" in json.loads(body)
-    status, body = get(cli.url("/readyz"))
+    status, body = http_get(cli.url("/readyz"))
     assert status == 200 and json.loads(body)["status"] == "ready"
-    status, text = get(cli.url("/metrics"))
+    status, text = http_get(cli.url("/metrics"))
     assert status == 200
     for name in METRIC_NAMES:
         assert any(line.startswith(name) for line in text.splitlines()), name
     for _ in range(100):
         for path in ("/healthz", "/readyz", "/metrics"):
-            assert get(cli.url(path))[0] == 200
-    text = get(cli.url("/metrics"))[1]
+            assert http_get(cli.url(path))[0] == 200
+    text = http_get(cli.url("/metrics"))[1]
     assert metric(text, "bokeh_sessions_created_total") == 0
     assert metric(text, "bokeh_sessions_live") == 0
     # Control: the app URL does create a session, and the metrics see it.
-    assert get(cli.url("/app"))[0] == 200
-    text = get(cli.url("/metrics"))[1]
+    assert http_get(cli.url("/app"))[0] == 200
+    text = http_get(cli.url("/metrics"))[1]
     assert metric(text, "bokeh_sessions_created_total") == 1
     assert metric(text, "bokeh_sessions_live") == 1
 
@@ -88,15 +78,15 @@ def test_memory_guard_sheds_idle_sessions_only_and_recovers() -> None:
         attached = running.call(lambda: runtime.attach(running.server, state, settings))
         try:
             assert running.wait_for_sessions(2, timeout=10) == 2, "idle sessions were not shed"
-            assert get(running.url("/readyz"))[0] == 503
+            assert http_get(running.url("/readyz"))[0] == 503
             assert attached.guard.evictions == 4
             alive = running.call(lambda: sorted(s.id for s in running.server.get_sessions()))
             assert alive == sorted(c.id for c in connected), "a connected session was expired"
             attached.guard.soft_limit_bytes = 1 << 50
             deadline = time.monotonic() + 5
-            while get(running.url("/readyz"))[0] != 200 and time.monotonic() < deadline:
+            while http_get(running.url("/readyz"))[0] != 200 and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert get(running.url("/readyz"))[0] == 200
+            assert http_get(running.url("/readyz"))[0] == 200
         finally:
             running.call(attached.guard.stop)
             running.call(attached.state.lag.stop)
@@ -106,18 +96,18 @@ def test_memory_guard_sheds_idle_sessions_only_and_recovers() -> None:
 
 def test_sigterm_drains_then_runs_every_cleanup_and_exits_0() -> None:
     drain = 2.0
-    with cli_server(env={"{{ cookiecutter.package_name | upper }}_DRAIN_SECONDS": str(drain)}) as server:
+    with project_server(env={env_var("drain_seconds"): str(drain)}) as server:
         clients = [pull_session(url=server.url("/app")) for _ in range(2)]
         for _ in range(2):
-            assert get(server.url("/app"))[0] == 200
+            assert http_get(server.url("/app"))[0] == 200
         ids = {client.id for client in clients}
         started = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 2
-        while get(server.url("/readyz"))[0] != 503 and time.monotonic() < deadline:
+        while http_get(server.url("/readyz"))[0] != 503 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert get(server.url("/readyz"))[0] == 503, "readiness must turn off at once"
-        assert get(server.url("/healthz"))[0] == 200, "still alive while draining"
+        assert http_get(server.url("/readyz"))[0] == 503, "readiness must turn off at once"
+        assert http_get(server.url("/healthz"))[0] == 200, "still alive while draining"
         code = server.process.wait(timeout=drain + 5)
         elapsed = time.monotonic() - started
         for client in clients:

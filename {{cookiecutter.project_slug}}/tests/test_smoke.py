@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bokeh.models import Plot, Slider
 
-from {{ cookiecutter.package_name }}.testing import RunningServer, http_get
+from {{ cookiecutter.package_name }}_devtools.testing import RunningServer, http_get
 
 
 def test_page_get_returns_the_bokeh_script(server: RunningServer) -> None:

@@ -35,14 +35,14 @@ import psutil
 import pytest
 from bokeh.client import pull_session
 
-from servers import PACKAGE, CliServer, cli_server
+from {{ cookiecutter.package_name }}_devtools.polling import wait_until
+from {{ cookiecutter.package_name }}_devtools.serving import ServedProcess, project_server
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(900)]
 
 APPS = Path(__file__).resolve().parent / "apps"
 SLOPE_BOUND_BYTES = 1024
 CLEANED = re.compile(r"Session (\S+) cleaned up in")
-ENV = {f"{PACKAGE.upper()}_DRAIN_SECONDS": "0"}
 EXPIRY = ("--unused-session-lifetime", "500", "--check-unused-sessions", "200")
 WARMUP = 300
 CYCLES = 1000
@@ -78,7 +78,7 @@ class SoakRun:
         )
 
 
-def live_sessions(server: CliServer) -> float:
+def live_sessions(server: ServedProcess) -> float:
     """``bokeh_sessions_live`` from the server's /metrics (a route that creates no session)."""
     import urllib.request
 
@@ -87,7 +87,7 @@ def live_sessions(server: CliServer) -> float:
     return float(re.search(r"^bokeh_sessions_live (\S+)$", text, re.MULTILINE)[1])
 
 
-def idle_rss(server: CliServer, timeout: float = 30.0) -> float:
+def idle_rss(server: ServedProcess, timeout: float = 30.0) -> float:
     """The server's RSS once it holds no session and its RSS stayed within 0.25 MB for 1.5 s."""
     process = psutil.Process(server.process.pid)
     deadline = time.monotonic() + timeout
@@ -103,7 +103,7 @@ def idle_rss(server: CliServer, timeout: float = 30.0) -> float:
     raise AssertionError(f"server not idle and settled within {timeout} s:\n{server.log[-3000:]}")
 
 
-def soak(server: CliServer, app_path: str, limit_s: float = 420) -> SoakRun:
+def soak(server: ServedProcess, app_path: str, limit_s: float = 420) -> SoakRun:
     """``WARMUP`` + ``CYCLES`` open/use/close cycles from ``CLIENTS`` threads, with an idle
     checkpoint every ``CHECKPOINT_EVERY`` cycles (every 100 during the warm-up)."""
     run = SoakRun(warmup=WARMUP)
@@ -133,18 +133,18 @@ def soak(server: CliServer, app_path: str, limit_s: float = 420) -> SoakRun:
     return run
 
 
-def cleanups(server: CliServer, expected: int, timeout: float = 30.0) -> Counter[str]:
+def cleanups(server: ServedProcess, expected: int, timeout: float = 30.0) -> Counter[str]:
     """Session id -> how many "cleaned up" lines the server logged for it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        cleaned = Counter(match[1] for line in list(server.lines) if (match := CLEANED.search(line)))
-        if sum(cleaned.values()) >= expected or time.monotonic() > deadline:
-            return cleaned
-        time.sleep(0.2)
+
+    def cleaned() -> Counter[str]:
+        return Counter(match[1] for line in server.lines if (match := CLEANED.search(line)))
+
+    wait_until(lambda: sum(cleaned().values()) >= expected, timeout, interval=0.2)
+    return cleaned()
 
 
 def test_soak_1000_sessions_50_clients() -> None:
-    with cli_server(*EXPIRY, env=ENV) as server:
+    with project_server(*EXPIRY) as server:
         run = soak(server, "/app")
         cleaned = cleanups(server, expected=WARMUP + CYCLES)
         assert live_sessions(server) == 0
@@ -157,8 +157,8 @@ def test_soak_1000_sessions_50_clients() -> None:
 
 def test_soak_slope_catches_a_slow_leak() -> None:
     """Negative control: the project's app plus 4 KB kept per session must break the bound."""
-    env = {**ENV, "SLOW_LEAK_BYTES": str(4 * 1024)}
-    with cli_server(str(APPS / "slow_leak"), *EXPIRY, env=env) as server:
+    env = {"SLOW_LEAK_BYTES": str(4 * 1024)}
+    with project_server(str(APPS / "slow_leak"), *EXPIRY, env=env) as server:
         run = soak(server, "/slow_leak")
     print("\n" + run.summary("slow leak"))
     assert run.slope() > SLOPE_BOUND_BYTES, run.summary("slow leak")

@@ -13,7 +13,7 @@ import bokeh
 import bokeh.document.document as bokeh_document
 import pytest
 
-from {{ cookiecutter.package_name }} import memory, stall_free
+from {{ cookiecutter.package_name }}.server import memory, stall_free
 
 
 def test_patches_are_installed_for_this_suite() -> None:

@@ -12,13 +12,12 @@ from __future__ import annotations
 from bokeh.io import curdoc
 from bokeh.plotting import figure
 
-from {{ cookiecutter.package_name }} import data
-from {{ cookiecutter.package_name }}.settings import get_settings
+from {{ cookiecutter.package_name }}.app import data
 
 doc = curdoc()
 store = doc.session_context.locals
-store["dataset"] = dataset = data.generate_dataset(data.configured_points())  # per-session copy
-store["working"] = data.session_working_copy(dataset, get_settings().session_payload_mb)
+store["dataset"] = dataset = data.generate_dataset(data.dataset_points())  # per-session copy
+store["working"] = data.session_working_copy(dataset, data.session_payload_mb())
 
 x_values = dataset.x[:: max(dataset.points // data.PLOT_POINTS, 1)][: data.PLOT_POINTS]
 plot = figure(title="Smoothed series", height=360, sizing_mode="stretch_width", name="main_plot")

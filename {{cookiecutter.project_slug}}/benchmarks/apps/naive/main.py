@@ -12,12 +12,12 @@ import naive_registry
 from bokeh.io import curdoc
 from bokeh.plotting import figure
 
-from {{ cookiecutter.package_name }} import data
-from {{ cookiecutter.package_name }}.settings import get_settings
+from {{ cookiecutter.package_name }}.app import data
+from {{ cookiecutter.package_name }}.app.shared import dataset as shared_dataset
 
 doc = curdoc()
-dataset = data.shared_dataset()
-working = data.session_working_copy(dataset, get_settings().session_payload_mb)
+dataset = shared_dataset()
+working = data.session_working_copy(dataset, data.session_payload_mb())
 naive_registry.remember(doc.session_context.id, working)  # the leak
 doc.on_session_destroyed(naive_registry.session_ended)  # reports only; frees nothing
 

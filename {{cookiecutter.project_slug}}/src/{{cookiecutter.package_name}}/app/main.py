@@ -15,17 +15,16 @@ from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, Div, Slider
 from bokeh.plotting import figure
 
-from {{ cookiecutter.package_name }}.cleanup import on_session_end
-from {{ cookiecutter.package_name }}.data import PLOT_POINTS, session_working_copy, shared_dataset, smooth
-from {{ cookiecutter.package_name }}.session_locals import session_locals
-from {{ cookiecutter.package_name }}.settings import PROJECT_NAME, get_settings
+from {{ cookiecutter.package_name }} import PROJECT_NAME, on_session_end, session_locals
+from {{ cookiecutter.package_name }}.app.data import PLOT_POINTS, session_payload_mb, session_working_copy, smooth
+from {{ cookiecutter.package_name }}.app.shared import dataset as shared_dataset
 
 doc = curdoc()
 store = session_locals(doc)  # the same object as doc.session_context.locals
 dataset = shared_dataset()  # read-only, one per process
 
 # Per-session data: derived from the shared dataset, released when the session ends.
-doc.session_context.locals["working"] = session_working_copy(dataset, get_settings().session_payload_mb)
+doc.session_context.locals["working"] = session_working_copy(dataset, session_payload_mb())
 store["smoothed"] = {}  # per-session cache: window -> smoothed series
 
 # A per-session resource that must be closed: an audit log of this session's interactions.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bokeh.io import curdoc
 from bokeh.models import Div
 
-from {{ cookiecutter.package_name }}.cleanup import on_session_end
+from {{ cookiecutter.package_name }}.server.cleanup import on_session_end
 
 import probe
 

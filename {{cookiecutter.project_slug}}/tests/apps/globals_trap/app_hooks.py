@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from {{ cookiecutter.package_name }}.lifecycle import (  # noqa: F401 - Bokeh looks these names up
+from {{ cookiecutter.package_name }}.server.lifecycle import (  # noqa: F401 - Bokeh looks these names up
     on_server_loaded,
     on_server_unloaded,
     on_session_created,

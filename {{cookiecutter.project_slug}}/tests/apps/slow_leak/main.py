@@ -12,7 +12,7 @@ from pathlib import Path
 
 import slow_leak_registry
 
-from {{ cookiecutter.package_name }} import APP_DIR
+from {{ cookiecutter.package_name }}.server.serve import APP_DIR
 
 app_main = Path(APP_DIR) / "main.py"
 exec(compile(app_main.read_text(), str(app_main), "exec"))  # the project's app, verbatim

@@ -81,12 +81,3 @@ async def discard_all_sessions(server: Any) -> int:
         pairs = [(context, session) for session in list(context.sessions)]
         total += await discard_sessions(pairs)
     return total
-
-
-def find_session(server: Any, session_id: str) -> tuple[Any, Any] | None:
-    """(context, session) for ``session_id``, or None once it is gone."""
-    for context in application_contexts(server):
-        for session in list(context.sessions):
-            if str(session.id) == session_id:
-                return context, session
-    return None

@@ -1,27 +1,31 @@
-"""The demo's data: one read-only dataset shared by the process, and per-session working copies.
+"""The demo's data: a seeded time series, per-session working copies of it, and the smoothing.
 
-The shared dataset is generated deterministically (seeded), loaded once per process in
-``on_server_loaded`` and dropped in ``on_server_unloaded``; its arrays are read-only so no session
-can change what the others see. Each session derives its own working copy (sized by the
-``session_payload_mb`` setting) and keeps it in ``session_context.locals``. The benchmarks scale the
-dataset with the environment variable ``<PACKAGE>_DATASET_POINTS`` (``DATASET_POINTS_ENV``) to make
-per-process and per-session copies visible in RSS; unset, it has ``SHARED_POINTS`` points.
+``shared.py`` declares the one dataset every session of a process shares, ``main.py`` derives
+each session's working copy from it. Two knobs size them (env ``<PACKAGE>_DATASET_POINTS`` and
+``<PACKAGE>_SESSION_PAYLOAD_MB``; the benchmarks raise them). Replace this module with your own data.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from .settings import env_var
+from .. import app_setting
 
 SHARED_POINTS = 100_000
-DATASET_POINTS_ENV = env_var("dataset_points")
 PLOT_POINTS = 2_000
 _SEED = 20_26
+
+
+def dataset_points() -> int:
+    """Points of the shared dataset: ``SHARED_POINTS`` unless ``<PACKAGE>_DATASET_POINTS`` says."""
+    return app_setting("dataset_points", SHARED_POINTS)
+
+
+def session_payload_mb() -> float:
+    """MB of working data each session derives: 2 unless ``<PACKAGE>_SESSION_PAYLOAD_MB`` says."""
+    return app_setting("session_payload_mb", 2.0)
 
 
 @dataclass(frozen=True)
@@ -50,42 +54,6 @@ def generate_dataset(points: int = SHARED_POINTS) -> Dataset:
     x.flags.writeable = False
     y.flags.writeable = False
     return Dataset(x=x, y=y)
-
-
-def configured_points() -> int:
-    """The dataset size: ``DATASET_POINTS_ENV`` when set (benchmarks), else ``SHARED_POINTS``."""
-    raw = os.environ.get(DATASET_POINTS_ENV, "").strip()
-    if not raw:
-        return SHARED_POINTS
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{DATASET_POINTS_ENV}={raw!r} is not an integer") from None
-
-
-_shared: Dataset | None = None
-_shared_lock = threading.Lock()
-
-
-def load_shared_dataset(points: int | None = None) -> Dataset:
-    """Load the process-wide dataset once (idempotent, thread-safe); ``configured_points()`` by default."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = generate_dataset(configured_points() if points is None else points)
-        return _shared
-
-
-def shared_dataset() -> Dataset:
-    """The process-wide dataset, loaded on first use if the server hook has not run."""
-    return _shared if _shared is not None else load_shared_dataset()
-
-
-def unload_shared_dataset() -> None:
-    """Forget the process-wide dataset."""
-    global _shared
-    with _shared_lock:
-        _shared = None
 
 
 def session_working_copy(dataset: Dataset, payload_mb: float) -> np.ndarray:

@@ -90,7 +90,7 @@ def _check_bokeh() -> None:
     if bokeh_version() not in VERIFIED_BOKEH:
         raise UnverifiedBokehError(
             f"stall-free expiry was verified on Bokeh {', '.join(f'{a}.{b}' for a, b in VERIFIED_BOKEH)}, "
-            f"not {bokeh.__version__}: re-check bokeh/document/(Undefined, Undefined).py and extend "
+            f"not {bokeh.__version__}: re-check bokeh/document/document.py and modules.py and extend "
             f"VERIFIED_BOKEH in stall_free.py, or run without it ({switch})"
         )
     targets = {

@@ -19,7 +19,7 @@ import re
 import socket
 import struct
 import threading
-import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,16 +31,11 @@ from bokeh.command.util import build_single_handler_application
 from bokeh.server.server import Server
 from tornado.ioloop import IOLoop
 
+from .polling import wait_until
+
 T = TypeVar("T")
 
 _TOKEN = re.compile(r'"token":\s*"([^"]+)"')
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago, for servers started in a subprocess."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -79,12 +74,8 @@ class RunningServer:
 
     def wait_for_sessions(self, count: int, timeout: float) -> int:
         """Poll until the server holds ``count`` sessions or ``timeout`` passes; returns the last count."""
-        deadline = time.monotonic() + timeout
-        current = self.session_count()
-        while current != count and time.monotonic() < deadline:
-            time.sleep(0.05)
-            current = self.session_count()
-        return current
+        wait_until(lambda: self.session_count() == count, timeout)
+        return self.session_count()
 
 
 def load_application(app: str | os.PathLike[str] | Application) -> Application:
@@ -161,10 +152,26 @@ def running_server(
         thread.join(timeout=30)
 
 
-def http_get(url: str, timeout: float = 10.0) -> tuple[int, str]:
-    """GET ``url``; returns the status and the body text."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return int(response.status), response.read().decode("utf-8", "replace")
+def http_get(
+    url: str | urllib.request.Request,
+    timeout: float = 10.0,
+    opener: urllib.request.OpenerDirector | None = None,
+) -> tuple[int, str]:
+    """GET ``url``: the status and the body text, also for error statuses."""
+    try:
+        # urlopen's opener is built once; build_opener() makes a new SSL context each call (~25 ms).
+        with (opener.open if opener else urllib.request.urlopen)(url, timeout=timeout) as response:
+            return int(response.status), response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read().decode("utf-8", "replace")
+
+
+def page_token(page: str) -> str:
+    """The session token in a Bokeh app page."""
+    match = _TOKEN.search(page)
+    if match is None:
+        raise RuntimeError("the page has no session token: is it a Bokeh app page?")
+    return match.group(1)
 
 
 def open_http_session(running: RunningServer) -> str:
@@ -172,10 +179,7 @@ def open_http_session(running: RunningServer) -> str:
     status, page = http_get(running.url())
     if status != 200:
         raise RuntimeError(f"GET {running.url()} returned {status}")
-    match = _TOKEN.search(page)
-    if match is None:
-        raise RuntimeError("the page has no session token: is it a Bokeh app page?")
-    return match.group(1)
+    return page_token(page)
 
 
 def open_websocket_session(running: RunningServer) -> Any:
@@ -185,32 +189,73 @@ def open_websocket_session(running: RunningServer) -> Any:
     return pull_session(url=running.url())
 
 
+@dataclass
+class Websocket:
+    """The first line of the server's handshake reply and, on 101, the open socket."""
+
+    status_line: str
+    sock: socket.socket
+
+    @property
+    def status(self) -> int:
+        return int(self.status_line.split()[1])
+
+
+def websocket_handshake(
+    port: int,
+    path: str,
+    token: str,
+    *,
+    origin: str | None = None,
+    cookie: str | None = None,
+    timeout: float = 10.0,
+) -> Websocket:
+    """A browser's websocket handshake for a Bokeh page (``Sec-WebSocket-Protocol: bokeh, <token>``).
+
+    On ``101`` it also waits for the server's first message (Bokeh's ACK), i.e. until the
+    connection is attached to a session. The caller closes ``sock``.
+    """
+    headers = [
+        f"GET {path} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
+        "Sec-WebSocket-Version: 13",
+        f"Sec-WebSocket-Protocol: bokeh, {token}",
+    ]
+    if origin is not None:
+        headers.append(f"Origin: {origin}")
+    if cookie:
+        headers.append(f"Cookie: {cookie}")
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        sock.sendall(("\r\n".join(headers) + "\r\n\r\n").encode())
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        status_line = reply.split(b"\r\n", 1)[0].decode("latin-1") or "HTTP/1.1 000 closed"
+        if status_line.startswith("HTTP/1.1 101") and not reply.split(b"\r\n\r\n", 1)[1]:
+            sock.recv(65536)  # Bokeh's ACK: the connection now belongs to a session
+    except BaseException:
+        sock.close()
+        raise
+    return Websocket(status_line, sock)
+
+
 def open_dropped_session(running: RunningServer, timeout: float = 10.0) -> None:
     """Browser-like: GET the page, open its websocket, then reset TCP without a websocket close."""
     token = open_http_session(running)
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET {running.app_path.rstrip('/')}/ws HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{running.port}\r\n"
-        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Sec-WebSocket-Protocol: bokeh, {token}\r\n\r\n"
+    websocket = websocket_handshake(
+        running.port, f"{running.app_path.rstrip('/')}/ws", token, timeout=timeout
     )
-    sock = socket.create_connection(("127.0.0.1", running.port), timeout=timeout)
     try:
-        sock.sendall(request.encode())
-        reply = b""
-        while b"\r\n\r\n" not in reply:
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise RuntimeError("server closed the websocket handshake")
-            reply += chunk
-        if not reply.startswith(b"HTTP/1.1 101"):
-            raise RuntimeError(f"websocket upgrade refused: {reply.splitlines()[0]!r}")
-        # Wait for the server's first message (ACK): the connection is attached to the session.
-        if not reply.split(b"\r\n\r\n", 1)[1]:
-            sock.recv(4096)
+        if websocket.status != 101:
+            raise RuntimeError(f"websocket upgrade refused: {websocket.status_line!r}")
     finally:
         # SO_LINGER 0: close() sends RST, like a killed browser tab; no websocket close frame.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()
+        websocket.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        websocket.sock.close()

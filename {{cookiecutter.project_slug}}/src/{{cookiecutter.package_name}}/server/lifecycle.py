@@ -4,11 +4,12 @@ Bokeh calls these through the directory app's hooks under every way of starting 
 (``bokeh serve``, ``python -m <package> serve``, an in-process ``Server`` in tests), so the
 guarantees hold everywhere:
 
-* ``on_server_loaded``: load the shared, read-only dataset once per process.
-* ``on_session_created`` (a worker thread): attach ``session_context.locals``.
+* ``on_server_loaded``: load what the app declared ``@per_process``, once per process.
+* ``on_session_created`` (a worker thread): attach ``session_context.locals`` and keep
+  ``main.py`` whole for the cleanups.
 * ``on_session_destroyed`` (the event loop): run every cleanup of the session once, in isolation,
   then empty its locals and schedule one batched memory release for the discards of this round.
-* ``on_server_unloaded``: drop the shared dataset.
+* ``on_server_unloaded``: drop the per-process data.
 
 The parameter names are the ones Bokeh checks (``server_context``, ``session_context``).
 """
@@ -23,41 +24,40 @@ from typing import Any
 
 from tornado.ioloop import IOLoop
 
-from . import data, memory, metrics
-from .cleanup import remember_module_globals, run_session_cleanups
+from . import memory, metrics, per_process
+from .cleanup import keep_modules_for_cleanups, run_session_cleanups
 from .session_locals import attach_locals, context_document, locals_of_context
-from .settings import get_settings
+from .settings import PACKAGE, get_settings
 
 log = logging.getLogger(__name__)
 memory.after_release.append(metrics.count_release)
 
 
 def on_server_loaded(server_context: Any) -> None:
-    """Load per-process shared data before the first session; bind memory releases to this loop."""
+    """Load the per-process data before the first session; bind memory releases to this loop."""
     with contextlib.suppress(RuntimeError):
         memory.bind_loop(IOLoop.current().asyncio_loop)  # type: ignore[attr-defined]
     if get_settings().release_memory:
         memory.watch_collections()
         memory.use_mmap_for_large_blocks()
         memory.limit_arenas()
-    package_logger = logging.getLogger(__package__)
+    package_logger = logging.getLogger(PACKAGE)
     if package_logger.level == logging.NOTSET:  # plain `bokeh serve` sets only Bokeh's own logger
         package_logger.setLevel(get_settings().log_level.upper())
-    dataset = data.load_shared_dataset()
-    log.info("Shared dataset loaded: %d points, %.1f MB", dataset.points, dataset.nbytes / 2**20)
+    per_process.load_all()
 
 
 def on_server_unloaded(server_context: Any) -> None:
-    """Release per-process shared data when the server stops."""
-    data.unload_shared_dataset()
+    """Release the per-process data when the server stops."""
+    per_process.drop_all()
 
 
 _longest_periodic_callback_ms = 0
 
 
 def _after_main_ran(context_ref: weakref.ReferenceType[Any]) -> None:
-    """Next tick after ``main.py`` ran: snapshot the globals its cleanups will need, and note the
-    longest periodic callback period (its cancelled timer outlives the session by up to that)."""
+    """Next tick after ``main.py`` ran: note the longest periodic callback period (its cancelled
+    timer outlives the session by up to that, so the memory release follows up after it)."""
     global _longest_periodic_callback_ms
     session_context = context_ref()
     if session_context is None:
@@ -65,16 +65,12 @@ def _after_main_ran(context_ref: weakref.ReferenceType[Any]) -> None:
     document = context_document(session_context)
     periods = [getattr(callback, "period", 0) or 0 for callback in document.session_callbacks]
     _longest_periodic_callback_ms = max([_longest_periodic_callback_ms, *periods])
-    store = getattr(session_context, "locals", None)
-    cleanups = list(document.session_destroyed_callbacks)
-    if store is not None:
-        cleanups += store.pending_cleanups()
-    remember_module_globals(session_context, cleanups)
 
 
 def on_session_created(session_context: Any) -> None:
     """Attach the session's locals store. Runs in a worker thread, before ``main.py``."""
-    attach_locals(session_context)
+    store = attach_locals(session_context)
+    keep_modules_for_cleanups(session_context, store)
     metrics.sessions_created.inc()
     context_ref = weakref.ref(session_context)
     context_document(session_context).add_next_tick_callback(lambda: _after_main_ran(context_ref))

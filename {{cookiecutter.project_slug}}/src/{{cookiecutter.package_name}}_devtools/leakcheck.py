@@ -27,6 +27,7 @@ from typing import Any
 
 import psutil
 
+from .polling import wait_until
 from .testing import (
     RunningServer,
     open_dropped_session,
@@ -128,15 +129,6 @@ def _track(
     return running.call(collect)
 
 
-def _wait_until(condition: Any, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return bool(condition())
-
-
 def _open_round(running: RunningServer, websocket: int, http: int, dropped: int) -> list[Any]:
     clients = [open_websocket_session(running) for _ in range(websocket)]
     for _ in range(http):
@@ -217,7 +209,7 @@ def check_app_for_leaks(
         def all_dead() -> bool:
             return not any(ref() is not None for ref in (*documents, *contexts, *values))
 
-        _wait_until(all_dead, timeout=release_timeout_s)
+        wait_until(all_dead, timeout=release_timeout_s)
         after = _settled_rss(timeout=10.0)
         return LeakReport(
             app=str(Path(app)),

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
 
 from . import metrics
@@ -68,7 +68,6 @@ class OpsState:
     live_sessions: Callable[[], int] = lambda: 0
     lag: LoopLagMonitor = field(default_factory=LoopLagMonitor)
     started_at: float = field(default_factory=time.time)
-    timers: list[PeriodicCallback] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:

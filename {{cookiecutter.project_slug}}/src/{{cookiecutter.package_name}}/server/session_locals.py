@@ -32,6 +32,7 @@ class SessionLocals(MutableMapping[str, Any]):
         self._lock = threading.RLock()
         self._data: dict[str, Any] = {}
         self._cleanups: list[Callable[[], None]] = []
+        self._module_contents: list[tuple[dict[str, Any], dict[str, Any]]] = []
         self.closed = False
 
     def __getitem__(self, key: str) -> Any:
@@ -66,10 +67,16 @@ class SessionLocals(MutableMapping[str, Any]):
                 raise OutsideSessionError(f"session {self.session_id} has ended; cannot add a cleanup")
             self._cleanups.append(cleanup)
 
-    def pending_cleanups(self) -> list[Callable[[], None]]:
-        """A copy of the registered cleanups, in registration order."""
+    def keep_module_contents(self, contents: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        """Hold (module namespace, its contents) pairs for the cleanups (see ``cleanup.py``)."""
         with self._lock:
-            return list(self._cleanups)
+            self._module_contents = contents
+
+    def take_module_contents(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Hand over the kept module contents and forget them."""
+        with self._lock:
+            contents, self._module_contents = self._module_contents, []
+        return contents
 
     def take_cleanups(self) -> list[Callable[[], None]]:
         """Hand over the registered cleanups, last registered first, and forget them."""
@@ -83,6 +90,7 @@ class SessionLocals(MutableMapping[str, Any]):
             self.closed = True
             self._data.clear()
             self._cleanups.clear()
+            self._module_contents = []
 
 
 def context_document(session_context: Any) -> Document:
@@ -111,7 +119,7 @@ def locals_of_context(session_context: Any) -> SessionLocals:
     if not isinstance(store, SessionLocals):
         raise OutsideSessionError(
             "this session has no locals store: serve the app directory whose app_hooks.py calls "
-            "the project's lifecycle hooks (see app/app_hooks.py)"
+            "the runtime's lifecycle hooks (see app/app_hooks.py)"
         )
     return store
 

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 from bokeh.command.subcommands.serve import Serve
 from bokeh.settings import settings as bokeh_settings
 
-from . import APP_DIR, runtime, stall_free
+from . import runtime, stall_free
 from .ops import OpsState, ops_patterns
-from .settings import get_settings
+from .settings import PACKAGE, check_origins, default_origins, get_settings
+from .shutdown import GracefulServer
+
+#: The Bokeh directory app this command serves: the app's folder, found by path, never imported.
+APP_DIR = Path(__file__).resolve().parent.parent / "app"
 
 
 class ProductionServe(Serve):
@@ -45,9 +50,11 @@ class ProductionServe(Serve):
         if not args.files:
             args.files = [str(APP_DIR)]
         if args.allow_websocket_origin is None:
-            args.allow_websocket_origin = list(get_settings().allowed_origins)
+            args.allow_websocket_origin = list(default_origins(get_settings(), args.port))
+        check_origins(args.allow_websocket_origin, "--allow-websocket-origin")
+        check_origins(bokeh_settings.allowed_ws_origin(), "BOKEH_ALLOW_WS_ORIGIN")
         # Bokeh sets the level of its own logger only; ours follows --log-level too.
-        logging.getLogger(__package__).setLevel(bokeh_settings.py_log_level(args.log_level) or logging.INFO)
+        logging.getLogger(PACKAGE).setLevel(bokeh_settings.py_log_level(args.log_level) or logging.INFO)
         stall_free.install()
         return super().invoke(args)
 
@@ -63,4 +70,4 @@ class ProductionServe(Serve):
         if settings.coalesce_gc:
             frozen = stall_free.freeze_startup_heap()
             logging.getLogger(__name__).info("Froze %d startup objects out of later collections", frozen)
-        return runtime.GracefulServer(attached, settings.drain_seconds)
+        return GracefulServer(attached, settings.drain_seconds)

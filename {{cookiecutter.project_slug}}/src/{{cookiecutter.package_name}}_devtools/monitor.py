@@ -14,16 +14,15 @@ port reaches an arbitrary child, so the count cannot be attributed to a process 
 for the forked children and for their parent (which serves nothing itself).
 
 The file depends only on the standard library and ``psutil`` (``bokeh`` is imported for ``--plot``
-only), so it also runs on its own: ``python path/to/monitor.py --once``. Next to the project's
-``settings.py`` it takes the package name and default port from there.
+only), so it also runs on its own: ``python path/to/monitor.py --once``. Where the project is
+importable it takes the package name and default port from the project's settings.
+Run it as ``python monitor_memory.py`` (the guide's name) or ``python -m <package>_devtools.monitor``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import importlib.util
 import itertools
 import json
 import math
@@ -35,13 +34,14 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from types import ModuleType
 
 import psutil
 
-#: The help line of the ``monitor`` subcommand.
-HELP = "Print the RSS (and live sessions) of running Bokeh server processes as JSON lines"
+try:  # the project's settings: its package name and port (plain Python, no Bokeh import)
+    from {{ cookiecutter.package_name }}.server import settings as project_settings
+except ImportError:  # this file run on its own, outside the project's environment
+    project_settings = None  # type: ignore[assignment]
+
 #: The ``--help`` description.
 DESCRIPTION = (
     "Print one JSON line per Bokeh server process per tick (time, pid, rss_mb, sessions, cmd). "
@@ -75,46 +75,15 @@ class ProjectDefaults:
     port: int = BOKEH_DEFAULT_PORT
 
 
-def _load_settings_module() -> ModuleType | None:
-    """The project's ``settings`` module: the package's own, else the ``settings.py`` next to this file."""
-    here = Path(__file__).resolve().parent
-    candidates = [__package__] if __package__ else []
-    if (here / "__init__.py").is_file():
-        candidates.append(here.name)
-    for package in candidates:
-        with contextlib.suppress(Exception):
-            module = importlib.import_module(f"{package}.settings")
-            if Path(module.__file__ or "").resolve().parent == here:  # not another package's settings
-                return module
-    path = here / "settings.py"
-    if not path.is_file():
-        return None
-    name = f"_monitor_project_settings_{here.name}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        return None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    try:
-        spec.loader.exec_module(module)
-    except Exception:
-        del sys.modules[name]
-        return None
-    return module
-
-
 def project_defaults() -> ProjectDefaults:
-    """Package name and port from the project's settings; Bokeh's defaults when there are none."""
-    settings = _load_settings_module()
-    if settings is None:
-        return ProjectDefaults(package=__package__ or None)
-    answers = getattr(settings, "BAKED_ANSWERS", {})
-    package = str(answers.get("package_name") or __package__ or "") or None
+    """Package name and port from the project's settings; Bokeh's defaults outside the project."""
+    if project_settings is None:
+        return ProjectDefaults()
     try:
-        port = int(settings.get_settings().port)
-    except Exception:  # a bad env override: the server would not start with it either
-        port = int(answers.get("port", BOKEH_DEFAULT_PORT))
-    return ProjectDefaults(package=package, port=port)
+        port = int(project_settings.get_settings().port)
+    except project_settings.SettingsError:  # a bad env override: the server would not start either
+        port = int(project_settings.ANSWERS["port"])
+    return ProjectDefaults(package=project_settings.PACKAGE, port=port)
 
 
 # --- pure functions on command lines and metrics text ----------------------------------------------

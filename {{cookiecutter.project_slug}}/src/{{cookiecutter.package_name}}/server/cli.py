@@ -1,4 +1,4 @@
-"""Command line: ``serve`` (``bokeh serve`` with this project's defaults) and future subcommands."""
+"""Command line of the server: ``serve`` (``bokeh serve`` with this project's defaults)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import monitor
 from .serve import ProductionServe
-from .settings import SettingsError
+from .settings import PACKAGE, SettingsError
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -17,16 +16,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     serve_parser = subparsers.add_parser(ProductionServe.name, help=ProductionServe.help)
     serve_parser.set_defaults(invoke=ProductionServe(parser=serve_parser).invoke)
-    monitor_parser = subparsers.add_parser("monitor", help=monitor.HELP, description=monitor.DESCRIPTION)
-    monitor.add_arguments(monitor_parser).set_defaults(invoke=monitor.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; returns the exit code."""
-    package = __name__.rpartition(".")[0]
     try:
-        parser = build_parser(prog=f"python -m {package}")
+        parser = build_parser(prog=f"python -m {PACKAGE}")
         args = parser.parse_args(argv)
         result = args.invoke(args)
     except SettingsError as error:
