@@ -10,6 +10,14 @@ Bokeh only looks for idle sessions every check interval, so the worst-case life 
 session is lifetime + check interval; with a check interval longer than the lifetime the
 lifetime setting stops meaning anything.
 
+Decision: IPv6 literals in ``allowed_origins`` are refused. Bokeh (3.9 and 3.10) turns every
+``--allow-websocket-origin`` entry into its allowlist with ``create_hosts_allowlist`` in
+``bokeh/server/util.py`` (called by ``bokeh/server/server.py`` when the server is made), which
+splits the entry with ``host.split(':')`` and raises ``ValueError("Invalid host value: ...")``
+for more than two parts. So ``[::1]:5006``, ``[::1]`` and ``::1`` all stop the server at start
+(``bokeh serve`` prints ``ERROR: Invalid host value: [::1]:5006``). A hostname that resolves to
+the IPv6 address works.
+
 The answers reach this file only as JSON data inside a raw string, so any text (quotes,
 backslashes, emoji) in an answer cannot break the Python. The module imports cleanly while still
 unrendered (``ANSWERS`` is then ``{}``), so tests can call the functions directly.
@@ -50,7 +58,6 @@ _SUFFIX_BYTES = {
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
 }  # fmt: skip
 _HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
-_BRACKETED = re.compile(r"\[(?P<host>[^\]]*)\](?::(?P<port>.*))?")
 
 #: A check returns ``None`` for a good value or the text telling the user what is accepted.
 Check = Callable[[object], str | None]
@@ -186,23 +193,29 @@ def check_origin(entry: str) -> str | None:
         return f"{entry!r} has a path; give only host[:port]"
     if re.search(r"\s", entry):
         return f"{entry!r} contains whitespace"
-    bracketed = _BRACKETED.fullmatch(entry)
-    if bracketed:
-        host, port = bracketed["host"], bracketed["port"]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            return f"{entry!r} does not hold an IPv6 address inside the brackets"
-    else:
-        host, _, port_text = entry.partition(":")
-        port = port_text if ":" in entry else None
-        if ":" in port_text:
-            return f"{entry!r} has several ':'; write IPv6 addresses in brackets like '[::1]:5006'"
-        if not _is_host(host):
-            return f"{entry!r} does not start with a hostname, IPv4 address or bracketed IPv6 address"
+    if entry.startswith("[") or _is_ipv6(entry):
+        return (
+            f"{entry!r} is an IPv6 address; Bokeh cannot parse IPv6 origins and refuses to start "
+            "('Invalid host value'), so give a hostname that resolves to it (e.g. 'localhost:5006')"
+        )
+    if entry.count(":") > 1:
+        return f"{entry!r} has several ':'; give host[:port]"
+    host, _, port_text = entry.partition(":")
+    port = port_text if ":" in entry else None
+    if not _is_host(host):
+        return f"{entry!r} does not start with a hostname or IPv4 address"
     if port is not None and check_port(port) is not None:
         return f"{entry!r} has port {port!r}; a port must be a whole number from 1 to 65535"
     return None
+
+
+def _is_ipv6(text: str) -> bool:
+    """True for an unbracketed IPv6 address such as ``::1``."""
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_host(host: str) -> bool:

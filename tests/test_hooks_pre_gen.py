@@ -85,7 +85,7 @@ def test_good_answers_pass() -> None:
         pytest.param("port", "1", id="port-min"),
         pytest.param(
             "allowed_origins",
-            "localhost:5006, dash.example.com,127.0.0.1:80,[::1]:5006,[2001:db8::1],my-host.local",
+            "localhost:5006, dash.example.com,127.0.0.1:80,my-host.local",
             id="origins-mixed",
         ),
         pytest.param("memory_limit", "128Mi", id="memory-minimum"),
@@ -158,7 +158,11 @@ BAD_ANSWERS = [
     pytest.param("allowed_origins", "localhost:", id="origin-port-missing"),
     pytest.param("allowed_origins", "localhost:http", id="origin-port-text"),
     pytest.param("allowed_origins", "::1", id="origin-ipv6-unbracketed"),
+    pytest.param("allowed_origins", "[::1]:5006", id="origin-ipv6-bracketed-port"),
+    pytest.param("allowed_origins", "[2001:db8::1]", id="origin-ipv6-bracketed"),
+    pytest.param("allowed_origins", "localhost:5006,[::1]:5006", id="origin-ipv6-after-good"),
     pytest.param("allowed_origins", "[nothex]:5006", id="origin-ipv6-bad"),
+    pytest.param("allowed_origins", "localhost:5006:1", id="origin-two-colons"),
     pytest.param("allowed_origins", "300.1.1.1", id="origin-ipv4-bad"),
     pytest.param("allowed_origins", "host_name", id="origin-underscore"),
     pytest.param("allowed_origins", "-bad.example.com", id="origin-label-hyphen"),
@@ -229,6 +233,12 @@ def test_quantity_to_bytes_matches_settings_grammar() -> None:
     assert pre_gen.quantity_to_bytes("512m") is None
 
 
+def test_ipv6_origin_message_explains_and_suggests_a_hostname() -> None:
+    (error,) = pre_gen.validate(with_answer(allowed_origins="[::1]:5006"))
+    assert error.startswith("ERROR: allowed_origins: got '[::1]:5006'; '[::1]:5006' is an IPv6 address")
+    assert "Invalid host value" in error and "hostname" in error
+
+
 @pytest.mark.parametrize("hook", ["pre_gen_project", "post_gen_project"])
 def test_hook_renders_to_python_holding_the_exact_answers(hook: str) -> None:
     """Rendering with hostile answers yields valid Python whose ANSWERS equal the input."""
@@ -271,6 +281,7 @@ BAD_BAKES = [
     pytest.param({"allowed_origins": "http://example.com"}, "allowed_origins", id="origin-scheme"),
     pytest.param({"allowed_origins": "example.com/app"}, "allowed_origins", id="origin-path"),
     pytest.param({"allowed_origins": "a b"}, "allowed_origins", id="origin-space"),
+    pytest.param({"allowed_origins": "localhost:5006,[::1]:5006"}, "allowed_origins", id="origin-ipv6"),
     pytest.param({"author_email": "nope"}, "author_email", id="email-no-at"),
     pytest.param({"project_name": "Two\nLines"}, "project_name", id="name-newline"),
 ]
