@@ -5,6 +5,16 @@ project (or a server that silently never frees sessions). This hook checks each 
 one ``ERROR: <field>: got <value>; <fix>`` line per bad field to stderr and exits 1; cookiecutter
 then raises ``FailedHookException`` and deletes the half-made project directory.
 
+Errors name the field the user typed. ``project_slug`` defaults to ``project_name`` slugified
+and ``package_name`` to the slug with ``_`` for ``-`` (``cookiecutter.json``); when a value is
+that derivation (``derive_slug`` / ``derive_package``, python-slugify as cookiecutter's own
+``slugify`` filter uses it) and is invalid, the error names the field it came from and says what
+to change there. Only the first problem per typed field is reported.
+
+Jinja markup (an opener of ``JINJA_MARKERS``) in any answer is refused, naming the field.
+Answers typed at the prompts and replayed answers reach this hook unrendered (answers given as
+extra context are rendered by cookiecutter before any hook runs).
+
 Decision: ``check_unused_sessions_ms`` larger than ``unused_session_lifetime_ms`` is refused.
 Bokeh only looks for idle sessions every check interval, so the worst-case life of an idle
 session is lifetime + check interval; with a check interval longer than the lifetime the
@@ -33,6 +43,8 @@ import sys
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 
+from slugify import slugify  # python-slugify: a dependency of cookiecutter, behind its slugify filter
+
 # tojson escapes ' so nothing in an answer can close this raw ''' string; keep the quotes.
 _RENDERED_ANSWERS = r'''{{ cookiecutter | tojson }}'''  # fmt: skip
 
@@ -58,6 +70,10 @@ _SUFFIX_BYTES = {
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
 }  # fmt: skip
 _HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
+#: Jinja openers, built so this file holds no Jinja but the answers line.
+JINJA_MARKERS = ("{" + "{", "{" + "%", "{" + "#")
+#: What each derived field is, for messages naming the field it was derived from.
+DERIVED_LABELS = {"project_slug": "folder name", "package_name": "Python package name"}
 
 #: A check returns ``None`` for a good value or the text telling the user what is accepted.
 Check = Callable[[object], str | None]
@@ -71,6 +87,16 @@ def load_answers(raw: str) -> dict[str, object]:
 
 
 ANSWERS: dict[str, object] = load_answers(_RENDERED_ANSWERS)
+
+
+def derive_slug(project_name: str) -> str:
+    """The ``project_slug`` default: the same ``slugify`` call as in ``cookiecutter.json``."""
+    return slugify(project_name, max_length=SLUG_MAX_LENGTH, word_boundary=True)
+
+
+def derive_package(project_slug: str) -> str:
+    """The ``package_name`` default: the slug with ``_`` for ``-`` (as in ``cookiecutter.json``)."""
+    return project_slug.replace("-", "_")
 
 
 def parse_int(value: object) -> int | None:
@@ -145,18 +171,26 @@ def check_project_slug(value: object) -> str | None:
     return None
 
 
-def check_package_name(value: object) -> str | None:
-    """A lowercase identifier that shadows neither a keyword, the stdlib nor a dependency."""
+def package_name_reason(value: object) -> str | None:
+    """Why ``value`` cannot be the package name (a phrase like ``"is a Python keyword"``), else ``None``."""
     if not isinstance(value, str) or not _PACKAGE.fullmatch(value):
-        return "use a lowercase Python identifier: ASCII letters, digits and '_', not starting with a digit"
+        return "is not a lowercase Python identifier (ASCII letters, digits, '_'; not starting with a digit)"
     if keyword.iskeyword(value):
-        return "is a Python keyword; pick another name (e.g. add a suffix like '_dashboard')"
+        return "is a Python keyword"
     if value in sys.stdlib_module_names:
-        return "shadows a standard-library module; pick another name (e.g. add a suffix like '_dashboard')"
+        return "shadows a standard-library module"
     if value in RESERVED_PACKAGE_NAMES:
         reserved = ", ".join(sorted(RESERVED_PACKAGE_NAMES))
-        return f"shadows a dependency or a name the project uses ({reserved}); pick another name"
+        return f"shadows a dependency or a name the project uses ({reserved})"
     return None
+
+
+def check_package_name(value: object) -> str | None:
+    """A lowercase identifier that shadows neither a keyword, the stdlib nor a dependency."""
+    reason = package_name_reason(value)
+    if reason is None:
+        return None
+    return f"{reason}; pick another name (e.g. add a suffix like '_dashboard')"
 
 
 def check_author_email(value: object) -> str | None:
@@ -315,20 +349,68 @@ def check_session_timing(answers: Mapping[str, object]) -> str | None:
     )
 
 
+def markup_hint(value: object) -> str | None:
+    """Refuse Jinja markup: answers are plain text, never templates."""
+    found = [marker for marker in JINJA_MARKERS if isinstance(value, str) and marker in value]
+    if not found:
+        return None
+    return f"holds Jinja template markup {found[0]!r}; answers are plain text, so remove the braces"
+
+
+def typed_field(answers: Mapping[str, object], field: str) -> str:
+    """The field the user typed that ``field``'s value was derived from (``field`` itself if typed)."""
+    if field == "package_name" and answers.get(field) == derive_package(str(answers.get("project_slug"))):
+        return typed_field(answers, "project_slug")
+    if field == "project_slug" and answers.get(field) == derive_slug(str(answers.get("project_name"))):
+        return "project_name"
+    return field
+
+
+def derived_hint(answers: Mapping[str, object], origin: str, field: str) -> str:
+    """What to change in ``origin`` when ``field``, derived from it, is invalid."""
+    value, label = str(answers[field]), DERIVED_LABELS[field]
+    typed = str(answers[origin])
+    example = f"{typed} Dashboard" if origin == "project_name" else f"{typed}-dashboard"
+    if not value:
+        return (
+            f"it has no letters or digits to derive the {label} ({field}) from; "
+            "use a name with letters, e.g. 'Sales Dashboard'"
+        )
+    if value[0].isdigit():
+        starter = "Team " if origin == "project_name" else "team-"
+        return (
+            f"the {label} derived from it ({field} {value!r}) starts with a digit; "
+            f"start {origin} with a letter, e.g. {starter + typed!r}"
+        )
+    reason = package_name_reason(value) if field == "package_name" else check_project_slug(value)
+    derived = f"the {label} derived from it ({field} {value!r})"
+    return f"{derived} {reason}; add a word to {origin}, e.g. {example!r}"
+
+
 def validate(answers: Mapping[str, object]) -> list[str]:
-    """Return one ``ERROR: ...`` line per bad or missing answer (empty when all are good)."""
-    errors = []
+    """Return one ``ERROR: ...`` line per bad or missing answer, naming the field the user typed."""
+    errors: dict[str, str] = {}  # first problem per typed field
+    for field in answers:
+        origin = typed_field(answers, field)
+        hint = None if field.startswith("_") else markup_hint(answers[origin])
+        if hint is not None:
+            errors.setdefault(origin, format_error(origin, answers[origin], hint))
     for field, check in CHECKS.items():
         if field not in answers:
-            errors.append(f"ERROR: {field}: missing; cookiecutter.json must define it")
+            errors.setdefault(field, f"ERROR: {field}: missing; cookiecutter.json must define it")
             continue
         hint = check(answers[field])
-        if hint is not None:
-            errors.append(format_error(field, answers[field], hint))
+        if hint is None:
+            continue
+        origin = typed_field(answers, field)
+        if origin != field:
+            hint = derived_hint(answers, origin, field)
+        errors.setdefault(origin, format_error(origin, answers[origin], hint))
     timing = check_session_timing(answers)
     if timing is not None:
-        errors.append(format_error("check_unused_sessions_ms", answers["check_unused_sessions_ms"], timing))
-    return errors
+        field = "check_unused_sessions_ms"
+        errors.setdefault(field, format_error(field, answers[field], timing))
+    return list(errors.values())
 
 
 def main(answers: Mapping[str, object]) -> int:
