@@ -53,6 +53,8 @@ RESERVED_PACKAGE_NAMES = frozenset(
     {"bokeh", "tornado", "numpy", "psutil", "prometheus_client", "test", "tests", "app"}
 )
 SLUG_MAX_LENGTH = 63  # Kubernetes object names and label values: at most 63 characters
+#: The derived slug of a name without letters or digits (``cookiecutter.json``); never a valid slug.
+NO_LETTERS_SLUG = "_no_letters_in_project_name_"
 MAX_REPLICAS = 100
 MIN_MEMORY_BYTES = 128 * 2**20
 TRUE_WORDS = frozenset({"true", "yes"})
@@ -90,8 +92,13 @@ ANSWERS: dict[str, object] = load_answers(_RENDERED_ANSWERS)
 
 
 def derive_slug(project_name: str) -> str:
-    """The ``project_slug`` default: the same ``slugify`` call as in ``cookiecutter.json``."""
-    return slugify(project_name, max_length=SLUG_MAX_LENGTH, word_boundary=True)
+    """The ``project_slug`` default: the same ``slugify`` call as in ``cookiecutter.json``.
+
+    A name without letters or digits gives ``NO_LETTERS_SLUG``, not ``""``: cookiecutter makes the
+    project folder before this hook runs, and an empty name would make it the output directory
+    itself ("directory already exists"), an error that names no field.
+    """
+    return slugify(project_name, max_length=SLUG_MAX_LENGTH, word_boundary=True) or NO_LETTERS_SLUG
 
 
 def derive_package(project_slug: str) -> str:
@@ -371,7 +378,7 @@ def derived_hint(answers: Mapping[str, object], origin: str, field: str) -> str:
     value, label = str(answers[field]), DERIVED_LABELS[field]
     typed = str(answers[origin])
     example = f"{typed} Dashboard" if origin == "project_name" else f"{typed}-dashboard"
-    if not value:
+    if value in ("", NO_LETTERS_SLUG):
         return (
             f"it has no letters or digits to derive the {label} ({field}) from; "
             "use a name with letters, e.g. 'Sales Dashboard'"

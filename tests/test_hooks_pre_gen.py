@@ -436,6 +436,8 @@ BAD_BAKES = [
     pytest.param({"allowed_origins": "localhost:5006,[::1]:5006"}, "allowed_origins", id="origin-ipv6"),
     pytest.param({"author_email": "nope"}, "author_email", id="email-no-at"),
     pytest.param({"project_name": "Two\nLines"}, "project_name", id="name-newline"),
+    pytest.param({"project_name": "!!!"}, "project_name", id="name-without-letters"),
+    pytest.param({"project_name": "Test"}, "project_name", id="name-giving-a-stdlib-package"),
 ]
 
 
