@@ -12,8 +12,9 @@ that derivation (``derive_slug`` / ``derive_package``, python-slugify as cookiec
 to change there. Only the first problem per typed field is reported.
 
 Jinja markup (an opener of ``JINJA_MARKERS``) in any answer is refused, naming the field.
-Answers typed at the prompts and replayed answers reach this hook unrendered (answers given as
-extra context are rendered by cookiecutter before any hook runs).
+Answers typed at the prompts and replayed answers reach this hook unrendered; answers given as
+extra context are refused earlier by ``local_extensions.AnswerMarkupGuard``, because cookiecutter
+renders those before any hook runs.
 
 Decision: ``check_unused_sessions_ms`` larger than ``unused_session_lifetime_ms`` is refused.
 Bokeh only looks for idle sessions every check interval, so the worst-case life of an idle
