@@ -5,10 +5,29 @@ project (or a server that silently never frees sessions). This hook checks each 
 one ``ERROR: <field>: got <value>; <fix>`` line per bad field to stderr and exits 1; cookiecutter
 then raises ``FailedHookException`` and deletes the half-made project directory.
 
+Errors name the field the user typed. ``project_slug`` defaults to ``project_name`` slugified
+and ``package_name`` to the slug with ``_`` for ``-`` (``cookiecutter.json``); when a value is
+that derivation (``derive_slug`` / ``derive_package``, python-slugify as cookiecutter's own
+``slugify`` filter uses it) and is invalid, the error names the field it came from and says what
+to change there. Only the first problem per typed field is reported.
+
+Jinja markup (an opener of ``JINJA_MARKERS``) in any answer is refused, naming the field.
+Answers typed at the prompts and replayed answers reach this hook unrendered; answers given as
+extra context are refused earlier by ``local_extensions.AnswerMarkupGuard``, because cookiecutter
+renders those before any hook runs.
+
 Decision: ``check_unused_sessions_ms`` larger than ``unused_session_lifetime_ms`` is refused.
 Bokeh only looks for idle sessions every check interval, so the worst-case life of an idle
 session is lifetime + check interval; with a check interval longer than the lifetime the
 lifetime setting stops meaning anything.
+
+Decision: IPv6 literals in ``allowed_origins`` are refused. Bokeh (3.9 and 3.10) turns every
+``--allow-websocket-origin`` entry into its allowlist with ``create_hosts_allowlist`` in
+``bokeh/server/util.py`` (called by ``bokeh/server/server.py`` when the server is made), which
+splits the entry with ``host.split(':')`` and raises ``ValueError("Invalid host value: ...")``
+for more than two parts. So ``[::1]:5006``, ``[::1]`` and ``::1`` all stop the server at start
+(``bokeh serve`` prints ``ERROR: Invalid host value: [::1]:5006``). A hostname that resolves to
+the IPv6 address works.
 
 The answers reach this file only as JSON data inside a raw string, so any text (quotes,
 backslashes, emoji) in an answer cannot break the Python. The module imports cleanly while still
@@ -25,6 +44,8 @@ import sys
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 
+from slugify import slugify  # python-slugify: a dependency of cookiecutter, behind its slugify filter
+
 # tojson escapes ' so nothing in an answer can close this raw ''' string; keep the quotes.
 _RENDERED_ANSWERS = r'''{{ cookiecutter | tojson }}'''  # fmt: skip
 
@@ -33,6 +54,8 @@ RESERVED_PACKAGE_NAMES = frozenset(
     {"bokeh", "tornado", "numpy", "psutil", "prometheus_client", "test", "tests", "app"}
 )
 SLUG_MAX_LENGTH = 63  # Kubernetes object names and label values: at most 63 characters
+#: The derived slug of a name without letters or digits (``cookiecutter.json``); never a valid slug.
+NO_LETTERS_SLUG = "_no_letters_in_project_name_"
 MAX_REPLICAS = 100
 MIN_MEMORY_BYTES = 128 * 2**20
 TRUE_WORDS = frozenset({"true", "yes"})
@@ -50,7 +73,10 @@ _SUFFIX_BYTES = {
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
 }  # fmt: skip
 _HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
-_BRACKETED = re.compile(r"\[(?P<host>[^\]]*)\](?::(?P<port>.*))?")
+#: Jinja openers, built so this file holds no Jinja but the answers line.
+JINJA_MARKERS = ("{" + "{", "{" + "%", "{" + "#")
+#: What each derived field is, for messages naming the field it was derived from.
+DERIVED_LABELS = {"project_slug": "folder name", "package_name": "Python package name"}
 
 #: A check returns ``None`` for a good value or the text telling the user what is accepted.
 Check = Callable[[object], str | None]
@@ -64,6 +90,21 @@ def load_answers(raw: str) -> dict[str, object]:
 
 
 ANSWERS: dict[str, object] = load_answers(_RENDERED_ANSWERS)
+
+
+def derive_slug(project_name: str) -> str:
+    """The ``project_slug`` default: the same ``slugify`` call as in ``cookiecutter.json``.
+
+    A name without letters or digits gives ``NO_LETTERS_SLUG``, not ``""``: cookiecutter makes the
+    project folder before this hook runs, and an empty name would make it the output directory
+    itself ("directory already exists"), an error that names no field.
+    """
+    return slugify(project_name, max_length=SLUG_MAX_LENGTH, word_boundary=True) or NO_LETTERS_SLUG
+
+
+def derive_package(project_slug: str) -> str:
+    """The ``package_name`` default: the slug with ``_`` for ``-`` (as in ``cookiecutter.json``)."""
+    return project_slug.replace("-", "_")
 
 
 def parse_int(value: object) -> int | None:
@@ -138,18 +179,26 @@ def check_project_slug(value: object) -> str | None:
     return None
 
 
-def check_package_name(value: object) -> str | None:
-    """A lowercase identifier that shadows neither a keyword, the stdlib nor a dependency."""
+def package_name_reason(value: object) -> str | None:
+    """Why ``value`` cannot be the package name (a phrase like ``"is a Python keyword"``), else ``None``."""
     if not isinstance(value, str) or not _PACKAGE.fullmatch(value):
-        return "use a lowercase Python identifier: ASCII letters, digits and '_', not starting with a digit"
+        return "is not a lowercase Python identifier (ASCII letters, digits, '_'; not starting with a digit)"
     if keyword.iskeyword(value):
-        return "is a Python keyword; pick another name (e.g. add a suffix like '_dashboard')"
+        return "is a Python keyword"
     if value in sys.stdlib_module_names:
-        return "shadows a standard-library module; pick another name (e.g. add a suffix like '_dashboard')"
+        return "shadows a standard-library module"
     if value in RESERVED_PACKAGE_NAMES:
         reserved = ", ".join(sorted(RESERVED_PACKAGE_NAMES))
-        return f"shadows a dependency or a name the project uses ({reserved}); pick another name"
+        return f"shadows a dependency or a name the project uses ({reserved})"
     return None
+
+
+def check_package_name(value: object) -> str | None:
+    """A lowercase identifier that shadows neither a keyword, the stdlib nor a dependency."""
+    reason = package_name_reason(value)
+    if reason is None:
+        return None
+    return f"{reason}; pick another name (e.g. add a suffix like '_dashboard')"
 
 
 def check_author_email(value: object) -> str | None:
@@ -186,23 +235,29 @@ def check_origin(entry: str) -> str | None:
         return f"{entry!r} has a path; give only host[:port]"
     if re.search(r"\s", entry):
         return f"{entry!r} contains whitespace"
-    bracketed = _BRACKETED.fullmatch(entry)
-    if bracketed:
-        host, port = bracketed["host"], bracketed["port"]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            return f"{entry!r} does not hold an IPv6 address inside the brackets"
-    else:
-        host, _, port_text = entry.partition(":")
-        port = port_text if ":" in entry else None
-        if ":" in port_text:
-            return f"{entry!r} has several ':'; write IPv6 addresses in brackets like '[::1]:5006'"
-        if not _is_host(host):
-            return f"{entry!r} does not start with a hostname, IPv4 address or bracketed IPv6 address"
+    if entry.startswith("[") or _is_ipv6(entry):
+        return (
+            f"{entry!r} is an IPv6 address; Bokeh cannot parse IPv6 origins and refuses to start "
+            "('Invalid host value'), so give a hostname that resolves to it (e.g. 'localhost:5006')"
+        )
+    if entry.count(":") > 1:
+        return f"{entry!r} has several ':'; give host[:port]"
+    host, _, port_text = entry.partition(":")
+    port = port_text if ":" in entry else None
+    if not _is_host(host):
+        return f"{entry!r} does not start with a hostname or IPv4 address"
     if port is not None and check_port(port) is not None:
         return f"{entry!r} has port {port!r}; a port must be a whole number from 1 to 65535"
     return None
+
+
+def _is_ipv6(text: str) -> bool:
+    """True for an unbracketed IPv6 address such as ``::1``."""
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_host(host: str) -> bool:
@@ -302,20 +357,68 @@ def check_session_timing(answers: Mapping[str, object]) -> str | None:
     )
 
 
+def markup_hint(value: object) -> str | None:
+    """Refuse Jinja markup: answers are plain text, never templates."""
+    found = [marker for marker in JINJA_MARKERS if isinstance(value, str) and marker in value]
+    if not found:
+        return None
+    return f"holds Jinja template markup {found[0]!r}; answers are plain text, so remove the braces"
+
+
+def typed_field(answers: Mapping[str, object], field: str) -> str:
+    """The field the user typed that ``field``'s value was derived from (``field`` itself if typed)."""
+    if field == "package_name" and answers.get(field) == derive_package(str(answers.get("project_slug"))):
+        return typed_field(answers, "project_slug")
+    if field == "project_slug" and answers.get(field) == derive_slug(str(answers.get("project_name"))):
+        return "project_name"
+    return field
+
+
+def derived_hint(answers: Mapping[str, object], origin: str, field: str) -> str:
+    """What to change in ``origin`` when ``field``, derived from it, is invalid."""
+    value, label = str(answers[field]), DERIVED_LABELS[field]
+    typed = str(answers[origin])
+    example = f"{typed} Dashboard" if origin == "project_name" else f"{typed}-dashboard"
+    if value in ("", NO_LETTERS_SLUG):
+        return (
+            f"it has no letters or digits to derive the {label} ({field}) from; "
+            "use a name with letters, e.g. 'Sales Dashboard'"
+        )
+    if value[0].isdigit():
+        starter = "Team " if origin == "project_name" else "team-"
+        return (
+            f"the {label} derived from it ({field} {value!r}) starts with a digit; "
+            f"start {origin} with a letter, e.g. {starter + typed!r}"
+        )
+    reason = package_name_reason(value) if field == "package_name" else check_project_slug(value)
+    derived = f"the {label} derived from it ({field} {value!r})"
+    return f"{derived} {reason}; add a word to {origin}, e.g. {example!r}"
+
+
 def validate(answers: Mapping[str, object]) -> list[str]:
-    """Return one ``ERROR: ...`` line per bad or missing answer (empty when all are good)."""
-    errors = []
+    """Return one ``ERROR: ...`` line per bad or missing answer, naming the field the user typed."""
+    errors: dict[str, str] = {}  # first problem per typed field
+    for field in answers:
+        origin = typed_field(answers, field)
+        hint = None if field.startswith("_") else markup_hint(answers[origin])
+        if hint is not None:
+            errors.setdefault(origin, format_error(origin, answers[origin], hint))
     for field, check in CHECKS.items():
         if field not in answers:
-            errors.append(f"ERROR: {field}: missing; cookiecutter.json must define it")
+            errors.setdefault(field, f"ERROR: {field}: missing; cookiecutter.json must define it")
             continue
         hint = check(answers[field])
-        if hint is not None:
-            errors.append(format_error(field, answers[field], hint))
+        if hint is None:
+            continue
+        origin = typed_field(answers, field)
+        if origin != field:
+            hint = derived_hint(answers, origin, field)
+        errors.setdefault(origin, format_error(origin, answers[origin], hint))
     timing = check_session_timing(answers)
     if timing is not None:
-        errors.append(format_error("check_unused_sessions_ms", answers["check_unused_sessions_ms"], timing))
-    return errors
+        field = "check_unused_sessions_ms"
+        errors.setdefault(field, format_error(field, answers[field], timing))
+    return list(errors.values())
 
 
 def main(answers: Mapping[str, object]) -> int:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import rendered_checks
 from conftest import interpreters
 
 CORE_FILES = {
@@ -133,6 +134,24 @@ def rendered_files(project: Path) -> set[str]:
 BINARY_SUFFIXES = {".png"}  # copied unrendered by cookiecutter (binary files are never rendered)
 
 
+#: Turn on when the layout with ``src/<package>/server/answers.json`` is merged into this branch.
+ANSWERS_FILE_LAYOUT = False
+
+
+def answers_file_problems(project: Path, answers: dict[str, object]) -> list[str]:
+    """``rendered_checks.check_answers_file`` once ``ANSWERS_FILE_LAYOUT`` is on.
+
+    While it is off the bake must not have the file yet: if it appears, this reports that the
+    check is to be switched on, so the switch cannot be forgotten.
+    """
+    if ANSWERS_FILE_LAYOUT:
+        return rendered_checks.check_answers_file(project, answers)
+    path = rendered_checks.answers_file_path(project, answers)
+    if path.exists():
+        return [f"{path.relative_to(project)}: exists; set ANSWERS_FILE_LAYOUT = True in tests/test_bake.py"]
+    return []
+
+
 @pytest.mark.parametrize("options", MATRIX, ids=matrix_id)
 def test_bake_matrix_file_set_and_no_leftovers(cookies, options: dict[str, bool]) -> None:
     result = cookies.bake(
@@ -145,6 +164,8 @@ def test_bake_matrix_file_set_and_no_leftovers(cookies, options: dict[str, bool]
         if path.is_file() and path.suffix not in BINARY_SUFFIXES:
             text = path.read_text(encoding="utf-8")
             assert not LEFTOVER.search(text), f"template leftover in {path.relative_to(project)}"
+    answers = dict(result.context)
+    assert rendered_checks.project_problems(project, answers) + answers_file_problems(project, answers) == []
 
 
 def test_default_bake_is_ruff_clean(default_project: Path) -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import pytest
 from cookiecutter.exceptions import FailedHookException
-from hook_loading import HOOKS_DIR, load_hook
+from hook_loading import HOOKS_DIR, load_hook, load_rendered_hook, render_hook_source, sample_context
 
 try:
     import tomllib
@@ -85,7 +87,7 @@ def test_good_answers_pass() -> None:
         pytest.param("port", "1", id="port-min"),
         pytest.param(
             "allowed_origins",
-            "localhost:5006, dash.example.com,127.0.0.1:80,[::1]:5006,[2001:db8::1],my-host.local",
+            "localhost:5006, dash.example.com,127.0.0.1:80,my-host.local",
             id="origins-mixed",
         ),
         pytest.param("memory_limit", "128Mi", id="memory-minimum"),
@@ -158,7 +160,11 @@ BAD_ANSWERS = [
     pytest.param("allowed_origins", "localhost:", id="origin-port-missing"),
     pytest.param("allowed_origins", "localhost:http", id="origin-port-text"),
     pytest.param("allowed_origins", "::1", id="origin-ipv6-unbracketed"),
+    pytest.param("allowed_origins", "[::1]:5006", id="origin-ipv6-bracketed-port"),
+    pytest.param("allowed_origins", "[2001:db8::1]", id="origin-ipv6-bracketed"),
+    pytest.param("allowed_origins", "localhost:5006,[::1]:5006", id="origin-ipv6-after-good"),
     pytest.param("allowed_origins", "[nothex]:5006", id="origin-ipv6-bad"),
+    pytest.param("allowed_origins", "localhost:5006:1", id="origin-two-colons"),
     pytest.param("allowed_origins", "300.1.1.1", id="origin-ipv4-bad"),
     pytest.param("allowed_origins", "host_name", id="origin-underscore"),
     pytest.param("allowed_origins", "-bad.example.com", id="origin-label-hyphen"),
@@ -243,6 +249,162 @@ def test_hook_renders_to_python_holding_the_exact_answers(hook: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Derived defaults: errors name the field the user typed
+# ---------------------------------------------------------------------------------------------
+
+JINJA = ["{" + "{ 7*7 }" + "}", "{" + "% if %" + "}", "{" + "# note #" + "}"]
+LONG_NAME = " ".join(["Quarterly"] * 30)  # 299 characters
+
+
+def derived(project_name: str, **changes: Any) -> dict[str, Any]:
+    """The good answers for ``project_name`` with the slug and package derived from it."""
+    slug = pre_gen.derive_slug(project_name)
+    package = pre_gen.derive_package(slug)
+    return with_answer(
+        **{"project_name": project_name, "project_slug": slug, "package_name": package, **changes}
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Bokeh Dashboard",
+        "Café Analytics",
+        "数据看板",
+        'Bob\'s "Dash"',
+        LONG_NAME,
+        "a" * 300,
+        "Test",
+        "!!!",
+        "1st",
+    ],
+)
+def test_derivation_is_what_cookiecutter_json_renders(name: str) -> None:
+    """The hook's one derivation helper and cookiecutter's rendering of cookiecutter.json agree."""
+    context = sample_context(project_name=name)
+    assert context["project_slug"] == pre_gen.derive_slug(name)
+    assert context["package_name"] == pre_gen.derive_package(context["project_slug"])
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("Café Analytics", "cafe-analytics"),
+        ("数据看板", "shu-ju-kan-ban"),
+        ('Bob\'s "Dash"', "bob-s-dash"),
+        (HOSTILE_NAME, "unicode-quoted-back-slash-board"),
+        (LONG_NAME, "-".join(["quarterly"] * 6)),
+        ("a" * 300, "a" * 63),
+        ("Zeta Board", "zeta-board"),
+    ],
+)
+def test_names_with_a_valid_derivation_pass(name: str, slug: str) -> None:
+    answers = derived(name)
+    assert answers["project_slug"] == slug
+    assert len(slug) <= pre_gen.SLUG_MAX_LENGTH
+    assert pre_gen.validate(answers) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        pytest.param("Test", "(package_name 'test') shadows", id="stdlib-or-reserved"),
+        pytest.param("json", "(package_name 'json') shadows a standard-library module", id="stdlib"),
+        pytest.param("Class", "(package_name 'class') is a Python keyword", id="keyword"),
+        pytest.param("Bokeh", "(package_name 'bokeh') shadows a dependency", id="dependency"),
+        pytest.param("123 Dashboard", "starts with a digit; start project_name with a letter", id="digits"),
+        pytest.param("!!!", "no letters or digits", id="punctuation-only"),
+        pytest.param("📈", "no letters or digits", id="emoji-only"),
+    ],
+)
+def test_invalid_derivation_names_project_name(name: str, says: str) -> None:
+    (error,) = pre_gen.validate(derived(name))
+    assert error.startswith(f"ERROR: project_name: got {name!r}; ")
+    assert says in error
+    assert "e.g. '" in error  # says what to type instead
+
+
+def test_suggested_names_are_valid() -> None:
+    """The example a derived-name error suggests does bake."""
+    for name in ("Test", "json", "Class", "Bokeh", "123 Dashboard", "!!!"):
+        (error,) = pre_gen.validate(derived(name))
+        suggestion = error.rsplit("e.g. ", 1)[1].strip("'")
+        assert pre_gen.validate(derived(suggestion)) == [], suggestion
+
+
+def test_typed_slug_with_an_invalid_derived_package_names_the_slug() -> None:
+    (error,) = pre_gen.validate(with_answer(project_slug="json", package_name="json"))
+    assert error.startswith("ERROR: project_slug: got 'json'; the Python package name derived from it")
+    assert "e.g. 'json-dashboard'" in error
+
+
+def test_typed_package_is_named_itself() -> None:
+    (error,) = pre_gen.validate(derived("Json Board", package_name="json"))
+    assert error.startswith("ERROR: package_name: got 'json'; shadows a standard-library module")
+
+
+TEXT_FIELDS = ["project_name", "project_slug", "package_name", "description", "author_name", "author_email"]
+NUMBER_FIELDS = ["port", "allowed_origins", "unused_session_lifetime_ms", "memory_limit", "replicas"]
+
+
+@pytest.mark.parametrize("markup", JINJA)
+@pytest.mark.parametrize("field", TEXT_FIELDS + NUMBER_FIELDS)
+def test_jinja_in_any_answer_is_refused_naming_the_field(field: str, markup: str) -> None:
+    """Typed and replayed answers reach the hook unrendered; exactly one error, for that field."""
+    answers = derived(markup) if field == "project_name" else with_answer(**{field: f"x {markup}"})
+    if field == "project_slug":
+        answers["package_name"] = pre_gen.derive_package(answers["project_slug"])
+    (error,) = pre_gen.validate(answers)
+    assert error.startswith(f"ERROR: {field}: got {answers[field]!r}; holds Jinja template markup ")
+
+
+def test_ipv6_origin_message_explains_and_suggests_a_hostname() -> None:
+    (error,) = pre_gen.validate(with_answer(allowed_origins="[::1]:5006"))
+    assert error.startswith("ERROR: allowed_origins: got '[::1]:5006'; '[::1]:5006' is an IPv6 address")
+    assert "Invalid host value" in error and "hostname" in error
+
+
+# ---------------------------------------------------------------------------------------------
+# The hook after rendering (what cookiecutter runs)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answers", "refused_field"),
+    [
+        pytest.param(sample_context(project_name="数据看板"), None, id="cjk-name"),
+        pytest.param(sample_context(project_name=HOSTILE_NAME), None, id="hostile-name"),
+        pytest.param(derived(JINJA[0]), "project_name", id="jinja-name"),
+        pytest.param(derived("Test"), "project_name", id="stdlib-name"),
+        pytest.param(with_answer(description=JINJA[1] + "'''"), "description", id="jinja-description"),
+        pytest.param(with_answer(allowed_origins="[::1]:5006"), "allowed_origins", id="ipv6"),
+    ],
+)
+def test_rendered_hook_validates_its_baked_answers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], answers: dict[str, Any], refused_field: str | None
+) -> None:
+    module = load_rendered_hook("pre_gen_project", answers, tmp_path)
+    assert answers == module.ANSWERS
+    assert module.main(module.ANSWERS) == (0 if refused_field is None else 1)
+    err = capsys.readouterr().err
+    if refused_field is None:
+        assert err == ""
+    else:
+        assert err.startswith(f"ERROR: {refused_field}: got ")
+
+
+def test_rendered_hook_script_exits_1_naming_the_field(tmp_path: Path) -> None:
+    """Run the rendered file with the interpreter, as cookiecutter's ``run_script`` does."""
+    script = tmp_path / "pre_gen_project.py"
+    script.write_text(render_hook_source("pre_gen_project", derived("Café", author_name=JINJA[2])), "utf-8")
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert completed.returncode == 1
+    assert completed.stderr.startswith("ERROR: author_name: got ")
+    script.write_text(render_hook_source("pre_gen_project", derived("Café")), "utf-8")
+    assert subprocess.run([sys.executable, str(script)], cwd=tmp_path).returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------
 # Bake tests through cookiecutter (pytest-cookies)
 # ---------------------------------------------------------------------------------------------
 
@@ -271,8 +433,11 @@ BAD_BAKES = [
     pytest.param({"allowed_origins": "http://example.com"}, "allowed_origins", id="origin-scheme"),
     pytest.param({"allowed_origins": "example.com/app"}, "allowed_origins", id="origin-path"),
     pytest.param({"allowed_origins": "a b"}, "allowed_origins", id="origin-space"),
+    pytest.param({"allowed_origins": "localhost:5006,[::1]:5006"}, "allowed_origins", id="origin-ipv6"),
     pytest.param({"author_email": "nope"}, "author_email", id="email-no-at"),
     pytest.param({"project_name": "Two\nLines"}, "project_name", id="name-newline"),
+    pytest.param({"project_name": "!!!"}, "project_name", id="name-without-letters"),
+    pytest.param({"project_name": "Test"}, "project_name", id="name-giving-a-stdlib-package"),
 ]
 
 
