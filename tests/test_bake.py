@@ -21,52 +21,55 @@ CORE_FILES = {
     ".pre-commit-config.yaml",
     "Dockerfile",
     "README.md",
+    "benchmarks/apps/copied/app_hooks.py",
+    "benchmarks/apps/copied/main.py",
+    "benchmarks/apps/naive/main.py",
+    "benchmarks/apps/naive/naive_registry.py",
+    "benchmarks/compare.py",
+    "benchmarks/expiry_and_throughput.py",
+    "benchmarks/memory.py",
+    "benchmarks/reference/bokeh-3.9/expiry_and_throughput.json",
+    "benchmarks/reference/bokeh-3.9/memory.json",
+    "benchmarks/reference/expiry_and_throughput.json",
+    "benchmarks/reference/memory.json",
+    "benchmarks/report.py",
+    "benchmarks/snapshot.py",
+    "docs/benchmark-memory.png",
     "monitor_memory.py",
     "pyproject.toml",
     "src/{pkg}/__init__.py",
-    "tests/test_ops.py",
-    "tests/servers.py",
-    "src/{pkg}/stall_free.py",
-    "src/{pkg}/server_control.py",
-    "src/{pkg}/runtime.py",
-    "src/{pkg}/ops.py",
-    "src/{pkg}/metrics.py",
-    "src/{pkg}/guard.py",
-    "src/{pkg}/expiry_follow_up.py",
-    "benchmarks/expiry_and_throughput.py",
-    "benchmarks/memory.py",
-    "benchmarks/report.py",
-    "benchmarks/compare.py",
-    "benchmarks/snapshot.py",
-    "benchmarks/reference/memory.json",
-    "benchmarks/reference/expiry_and_throughput.json",
-    "benchmarks/reference/bokeh-3.9/memory.json",
-    "benchmarks/reference/bokeh-3.9/expiry_and_throughput.json",
-    "docs/benchmark-memory.png",
-    "tests/test_allocator.py",
-    "benchmarks/apps/naive/main.py",
-    "benchmarks/apps/naive/naive_registry.py",
-    "benchmarks/apps/copied/main.py",
-    "benchmarks/apps/copied/app_hooks.py",
-    "tests/test_benchmarks.py",
-    "tests/test_soak.py",
-    "tests/apps/slow_leak/main.py",
-    "tests/apps/slow_leak/app_hooks.py",
-    "tests/apps/slow_leak/slow_leak_registry.py",
     "src/{pkg}/__main__.py",
+    "src/{pkg}/app/__init__.py",
     "src/{pkg}/app/app_hooks.py",
+    "src/{pkg}/app/data.py",
     "src/{pkg}/app/main.py",
-    "src/{pkg}/cleanup.py",
-    "src/{pkg}/cli.py",
-    "src/{pkg}/data.py",
-    "src/{pkg}/leakcheck.py",
-    "src/{pkg}/lifecycle.py",
-    "src/{pkg}/memory.py",
-    "src/{pkg}/monitor.py",
-    "src/{pkg}/serve.py",
-    "src/{pkg}/session_locals.py",
-    "src/{pkg}/settings.py",
-    "src/{pkg}/testing.py",
+    "src/{pkg}/app/shared.py",
+    "src/{pkg}/server/__init__.py",
+    "src/{pkg}/server/answers.json",
+    "src/{pkg}/server/cleanup.py",
+    "src/{pkg}/server/cli.py",
+    "src/{pkg}/server/expiry_follow_up.py",
+    "src/{pkg}/server/guard.py",
+    "src/{pkg}/server/lifecycle.py",
+    "src/{pkg}/server/memory.py",
+    "src/{pkg}/server/metrics.py",
+    "src/{pkg}/server/ops.py",
+    "src/{pkg}/server/per_process.py",
+    "src/{pkg}/server/runtime.py",
+    "src/{pkg}/server/serve.py",
+    "src/{pkg}/server/server_control.py",
+    "src/{pkg}/server/session_locals.py",
+    "src/{pkg}/server/settings.py",
+    "src/{pkg}/server/shutdown.py",
+    "src/{pkg}/server/stall_free.py",
+    "src/{pkg}_devtools/__init__.py",
+    "src/{pkg}_devtools/leakcheck.py",
+    "src/{pkg}_devtools/monitor.py",
+    "src/{pkg}_devtools/polling.py",
+    "src/{pkg}_devtools/serving.py",
+    "src/{pkg}_devtools/testing.py",
+    "tests/apps/cleanup_chain/app_hooks.py",
+    "tests/apps/cleanup_chain/main.py",
     "tests/apps/cleanups/app_hooks.py",
     "tests/apps/cleanups/main.py",
     "tests/apps/globals_trap/app_hooks.py",
@@ -75,16 +78,24 @@ CORE_FILES = {
     "tests/apps/guide/main.py",
     "tests/apps/leaky/app_hooks.py",
     "tests/apps/leaky/main.py",
+    "tests/apps/slow_leak/app_hooks.py",
+    "tests/apps/slow_leak/main.py",
+    "tests/apps/slow_leak/slow_leak_registry.py",
     "tests/conftest.py",
     "tests/leaky_registry.py",
     "tests/probe.py",
+    "tests/test_allocator.py",
+    "tests/test_benchmarks.py",
     "tests/test_browser.py",
     "tests/test_cleanups.py",
     "tests/test_cli.py",
     "tests/test_deploy.py",
+    "tests/test_layout.py",
     "tests/test_leaks.py",
     "tests/test_monitor.py",
+    "tests/test_ops.py",
     "tests/test_smoke.py",
+    "tests/test_soak.py",
     "tests/test_stall_free.py",
 }
 OPTIONAL_FILES: dict[str, set[str]] = {
@@ -134,24 +145,6 @@ def rendered_files(project: Path) -> set[str]:
 BINARY_SUFFIXES = {".png"}  # copied unrendered by cookiecutter (binary files are never rendered)
 
 
-#: Turn on when the layout with ``src/<package>/server/answers.json`` is merged into this branch.
-ANSWERS_FILE_LAYOUT = False
-
-
-def answers_file_problems(project: Path, answers: dict[str, object]) -> list[str]:
-    """``rendered_checks.check_answers_file`` once ``ANSWERS_FILE_LAYOUT`` is on.
-
-    While it is off the bake must not have the file yet: if it appears, this reports that the
-    check is to be switched on, so the switch cannot be forgotten.
-    """
-    if ANSWERS_FILE_LAYOUT:
-        return rendered_checks.check_answers_file(project, answers)
-    path = rendered_checks.answers_file_path(project, answers)
-    if path.exists():
-        return [f"{path.relative_to(project)}: exists; set ANSWERS_FILE_LAYOUT = True in tests/test_bake.py"]
-    return []
-
-
 @pytest.mark.parametrize("options", MATRIX, ids=matrix_id)
 def test_bake_matrix_file_set_and_no_leftovers(cookies, options: dict[str, bool]) -> None:
     result = cookies.bake(
@@ -161,11 +154,12 @@ def test_bake_matrix_file_set_and_no_leftovers(cookies, options: dict[str, bool]
     project = Path(result.project_path)
     assert rendered_files(project) == expected_files(options, "bokeh_dashboard")
     for path in project.rglob("*"):
-        if path.is_file() and path.suffix not in BINARY_SUFFIXES:
+        if path.is_file() and path.suffix not in BINARY_SUFFIXES and path.name != ".cookiecutter-replay.json":
             text = path.read_text(encoding="utf-8")
             assert not LEFTOVER.search(text), f"template leftover in {path.relative_to(project)}"
     answers = dict(result.context)
-    assert rendered_checks.project_problems(project, answers) + answers_file_problems(project, answers) == []
+    problems = rendered_checks.project_problems(project, answers)
+    assert problems + rendered_checks.check_answers_file(project, answers) == []
 
 
 def test_default_bake_is_ruff_clean(default_project: Path) -> None:

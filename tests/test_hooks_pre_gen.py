@@ -495,9 +495,8 @@ def test_hostile_names_survive_in_pyproject(hostile_project: Path) -> None:
 
 
 def test_hostile_names_survive_in_settings(hostile_project: Path) -> None:
-    path = hostile_project / "src" / "hostile_board" / "settings.py"
-    compile(path.read_text(encoding="utf-8"), str(path), "exec")
-    settings = runpy.run_path(str(path), run_name="hostile_board_settings")
+    path = hostile_project / "src" / "hostile_board" / "server" / "settings.py"
+    settings = runpy.run_path(str(path), run_name="hostile_board.server.settings")
     assert settings["PROJECT_NAME"] == HOSTILE_NAME
     assert settings["ENV_PREFIX"] == "HOSTILE_BOARD_"
 
