@@ -152,18 +152,39 @@ def running_server(
         thread.join(timeout=30)
 
 
+@dataclass
+class HttpResponse:
+    """Status, headers and body text of an HTTP response (error statuses included)."""
+
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+def http_request(
+    url: str | urllib.request.Request,
+    timeout: float = 10.0,
+    opener: urllib.request.OpenerDirector | None = None,
+) -> HttpResponse:
+    """Send ``url`` (a URL: GET; or a ``Request``) and return the response, also for error statuses."""
+    try:
+        # urlopen's opener is built once; build_opener() makes a new SSL context each call (~25 ms).
+        with (opener.open if opener else urllib.request.urlopen)(url, timeout=timeout) as response:
+            body = response.read().decode("utf-8", "replace")
+            return HttpResponse(int(response.status), dict(response.headers.items()), body)
+    except urllib.error.HTTPError as error:
+        body = error.read().decode("utf-8", "replace")
+        return HttpResponse(int(error.code), dict(error.headers.items()), body)
+
+
 def http_get(
     url: str | urllib.request.Request,
     timeout: float = 10.0,
     opener: urllib.request.OpenerDirector | None = None,
 ) -> tuple[int, str]:
     """GET ``url``: the status and the body text, also for error statuses."""
-    try:
-        # urlopen's opener is built once; build_opener() makes a new SSL context each call (~25 ms).
-        with (opener.open if opener else urllib.request.urlopen)(url, timeout=timeout) as response:
-            return int(response.status), response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as error:
-        return int(error.code), error.read().decode("utf-8", "replace")
+    response = http_request(url, timeout, opener)
+    return response.status, response.body
 
 
 def page_token(page: str) -> str:
@@ -191,10 +212,12 @@ def open_websocket_session(running: RunningServer) -> Any:
 
 @dataclass
 class Websocket:
-    """The first line of the server's handshake reply and, on 101, the open socket."""
+    """The first line of the server's handshake reply and, on 101, the open socket and the first
+    frame the server sent (Bokeh's ACK, or a close frame)."""
 
     status_line: str
     sock: socket.socket
+    first_frame: bytes = b""
 
     @property
     def status(self) -> int:
@@ -238,12 +261,13 @@ def websocket_handshake(
                 break
             reply += chunk
         status_line = reply.split(b"\r\n", 1)[0].decode("latin-1") or "HTTP/1.1 000 closed"
-        if status_line.startswith("HTTP/1.1 101") and not reply.split(b"\r\n\r\n", 1)[1]:
-            sock.recv(65536)  # Bokeh's ACK: the connection now belongs to a session
+        first_frame = reply.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in reply else b""
+        if status_line.startswith("HTTP/1.1 101") and not first_frame:
+            first_frame = sock.recv(65536)  # Bokeh's ACK: the connection now belongs to a session
     except BaseException:
         sock.close()
         raise
-    return Websocket(status_line, sock)
+    return Websocket(status_line, sock, first_frame)
 
 
 def open_dropped_session(running: RunningServer, timeout: float = 10.0) -> None:

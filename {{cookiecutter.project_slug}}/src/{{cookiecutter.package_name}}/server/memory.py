@@ -24,7 +24,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import psutil
+
 log = logging.getLogger(__name__)
+_process: psutil.Process | None = None
+
+
+def process_rss() -> int:
+    """This process's resident set size in bytes (after a ``--num-procs`` fork, the child's own)."""
+    global _process
+    if _process is None or _process.pid != os.getpid():
+        _process = psutil.Process()
+    return int(_process.memory_info().rss)
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:

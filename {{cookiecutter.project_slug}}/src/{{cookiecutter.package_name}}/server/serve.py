@@ -5,7 +5,8 @@ behaviour. Defaults change: the app directory, address, port, websocket origins 
 session-expiry timings come from ``settings`` (baked answers, overridable by env vars), and any
 flag given on the command line wins. It also adds what production needs and ``bokeh serve`` lacks:
 ``/healthz``, ``/readyz`` and ``/metrics`` on the Bokeh port (under ``--prefix``, creating no
-session), stall-free mass expiry, the memory guard, and a draining SIGTERM.
+session), stall-free mass expiry, the memory guard, admission control, the discard of sessions
+nobody connects to, request limits (HTTP body, websocket message), and a draining SIGTERM.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class ProductionServe(Serve):
             unused_session_lifetime=settings.unused_session_lifetime_ms,
             check_unused_sessions=settings.check_unused_sessions_ms,
             log_level=settings.log_level,
+            websocket_max_message_size=settings.websocket_max_message_mb * 2**20,
         )
         self.ops_state = OpsState()
 
@@ -61,6 +63,12 @@ class ProductionServe(Serve):
     def customize_kwargs(self, args: argparse.Namespace, server_kwargs: dict[str, Any]) -> dict[str, Any]:
         kwargs = super().customize_kwargs(args, server_kwargs)
         kwargs["extra_patterns"] = [*kwargs.get("extra_patterns", []), *ops_patterns(self.ops_state)]
+        # Tornado buffers a request body up to 100 MB by default; Bokeh's pages need none. A larger
+        # Content-Length is answered 400 before a byte of the body is read.
+        body_limit = get_settings().max_body_kb * 1024
+        http = {**kwargs.get("http_server_kwargs", {}), "max_body_size": body_limit}
+        http["max_buffer_size"] = body_limit + 64 * 1024  # headers on top of the largest body
+        kwargs["http_server_kwargs"] = http
         return kwargs
 
     def customize_server(self, server: Any) -> Any:

@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from bokeh.protocol.exceptions import ProtocolError
+
 log = logging.getLogger(__name__)
 
 
@@ -34,6 +36,15 @@ def check_internals(server: Any) -> None:
 
 def application_contexts(server: Any) -> list[Any]:
     return list(server._tornado._applications.values())
+
+
+def has_session(context: Any, session_id: str) -> bool:
+    """Whether ``context`` holds a live session with this id."""
+    try:
+        context.get_session(session_id)
+    except ProtocolError:
+        return False
+    return True
 
 
 def idle_sessions_oldest_first(server: Any) -> list[tuple[Any, Any]]:

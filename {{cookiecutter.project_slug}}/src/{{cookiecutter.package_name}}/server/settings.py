@@ -76,6 +76,19 @@ class Settings:
     memory_limit: str = str(ANSWERS["memory_limit"])
     #: Above this RSS the memory guard sheds idle sessions; 0 means 80 % of ``memory_limit``.
     memory_soft_limit_mb: int = 0
+    #: No new session when RSS (plus what admitted sessions will take) would pass this; 0: 90 % of the limit.
+    admission_limit_mb: int = 0
+    #: At most this many sessions (live plus starting); 0 means no cap besides memory.
+    max_sessions: int = 0
+    #: ``Retry-After`` of a refused page, and the wait a refused websocket is told (s).
+    retry_after_s: int = 5
+    #: A session built for a page and not claimed by its websocket within this is discarded (ms).
+    unconnected_grace_ms: int = 30000
+    #: Largest HTTP request body accepted on the Bokeh port (KiB); larger ones get 400 unread.
+    max_body_kb: int = 1024
+    #: Largest websocket message a client may send (MiB): a file upload of FileInput is one message,
+    #: 4/3 of the file (base64); each connection may buffer one.
+    websocket_max_message_mb: int = 10
     #: Return freed heap to the OS (glibc ``malloc_trim``) after sessions are discarded.
     release_memory: bool = True
     #: Coalescing delay between a discard and the batched memory release (ms).
@@ -83,7 +96,7 @@ class Settings:
     #: After SIGTERM: seconds readiness reports 503 before sessions are discarded and the server stops.
     drain_seconds: float = 10.0
     #: How often the memory guard reads RSS (ms).
-    memory_check_interval_ms: int = 5000
+    memory_check_interval_ms: int = 1000
     #: Replace Bokeh's full ``gc.collect()`` per discarded document with at most one per interval.
     coalesce_gc: bool = True
     #: The interval of that coalesced collection (ms).
@@ -99,6 +112,12 @@ class Settings:
         if self.memory_soft_limit_mb > 0:
             return self.memory_soft_limit_mb * 2**20
         return int(self.memory_limit_bytes * 0.8)
+
+    @property
+    def admission_limit_bytes(self) -> int:
+        if self.admission_limit_mb > 0:
+            return self.admission_limit_mb * 2**20
+        return int(self.memory_limit_bytes * 0.9)
 
 
 def env_var(name: str) -> str:
@@ -174,6 +193,10 @@ def _validate(settings: Settings) -> None:
         "release_delay_ms",
         "memory_check_interval_ms",
         "gc_interval_ms",
+        "retry_after_s",
+        "unconnected_grace_ms",
+        "max_body_kb",
+        "websocket_max_message_mb",
     ):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{env_var(name)} must be a positive integer, got {getattr(settings, name)}")
@@ -186,8 +209,14 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(f"{env_var('memory_limit')}: {error}") from None
     if settings.drain_seconds < 0:
         raise SettingsError(f"{env_var('drain_seconds')} must not be negative, got {settings.drain_seconds}")
-    if settings.memory_soft_limit_mb < 0:
-        raise SettingsError(f"{env_var('memory_soft_limit_mb')} must not be negative")
+    for name in ("memory_soft_limit_mb", "admission_limit_mb", "max_sessions"):
+        if getattr(settings, name) < 0:
+            raise SettingsError(f"{env_var(name)} must not be negative, got {getattr(settings, name)}")
+    if settings.admission_limit_bytes > settings.memory_limit_bytes:
+        raise SettingsError(
+            f"{env_var('admission_limit_mb')} ({settings.admission_limit_mb}) must stay below "
+            f"{env_var('memory_limit')} ({settings.memory_limit}): past it the kernel kills the process"
+        )
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
