@@ -34,6 +34,7 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import psutil
 
@@ -389,9 +390,14 @@ def write_plot(
     threshold_mb: float | None = None,
 ) -> None:
     """Save an HTML chart of RSS over time, one line per pid; the threshold as a dashed line."""
+    # file_html, not output_file + save: a Bokeh server in this process swaps bokeh.io's output
+    # functions while a session's main.py runs, and a bokeh.plotting first imported then keeps
+    # the swapped ones (which only log).
+    from bokeh.embed import file_html
     from bokeh.models import Span
     from bokeh.palettes import Category10_10
-    from bokeh.plotting import figure, output_file, save
+    from bokeh.plotting import figure
+    from bokeh.resources import CDN
 
     title = "Bokeh server RSS (MB)"
     if threshold_mb is not None:
@@ -419,8 +425,7 @@ def write_plot(
     if history:
         plot.legend.location = "top_left"
         plot.legend.click_policy = "hide"
-    output_file(os.fspath(path), title=title, mode="cdn")
-    save(plot)
+    Path(path).write_text(file_html(plot, resources=CDN, title=title), encoding="utf-8")
 
 
 # --- command line ---------------------------------------------------------------------------------
