@@ -45,7 +45,9 @@ SECRET_FILE = "k8s/secret.yaml"
 #: Bokeh warns about keys shorter than this (``bokeh/settings.py``).
 MIN_SECRET_KEY_LENGTH = 32
 #: Suffix of the setting (env var / ConfigMap key) holding the memory soft limit in MiB.
-SOFT_LIMIT_SUFFIX = "MEMORY_SOFT_LIMIT_MB"
+#: Settings in MiB that must stay below the container's memory limit: the guard's soft limit and
+#: the admission limit (no new session past it).
+LIMIT_SUFFIXES = ("MEMORY_SOFT_LIMIT_MB", "ADMISSION_LIMIT_MB")
 #: Kinds whose pods are described by ``spec.template.spec`` (a Pod's own spec is ``spec``).
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
 _QUANTITY = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
@@ -401,14 +403,20 @@ def container_memory_problems(where: str, container: Mapping[str, object]) -> li
     return []
 
 
+def is_limit_setting(name: str) -> bool:
+    """True for an env name of a setting that must stay below the memory limit."""
+    return any(env_name_matches(name, suffix) for suffix in LIMIT_SUFFIXES)
+
+
 def soft_limits(node: object) -> Iterator[tuple[str, object]]:
-    """``(label, value)`` of every ``*_MEMORY_SOFT_LIMIT_MB`` map key or ``{name, value}`` env entry."""
+    """``(label, value)`` of every ``*_MEMORY_SOFT_LIMIT_MB`` / ``*_ADMISSION_LIMIT_MB`` map key or
+    ``{name, value}`` env entry."""
     if isinstance(node, dict):
         name = node.get("name")
-        if isinstance(name, str) and env_name_matches(name, SOFT_LIMIT_SUFFIX) and "value" in node:
+        if isinstance(name, str) and is_limit_setting(name) and "value" in node:
             yield f"env {name}", node["value"]
         for key, value in node.items():
-            if isinstance(key, str) and env_name_matches(key, SOFT_LIMIT_SUFFIX):
+            if isinstance(key, str) and is_limit_setting(key):
                 if not isinstance(value, (dict, list)):
                     yield key, value
             else:

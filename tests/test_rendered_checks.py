@@ -329,17 +329,16 @@ def test_missing_or_unreadable_memory_is_reported(
     assert expected in problem
 
 
+@pytest.mark.parametrize("setting", ["MEMORY_SOFT_LIMIT_MB", "ADMISSION_LIMIT_MB"])
 @pytest.mark.parametrize(
-    ("soft_mb", "ok"),
+    ("limit_mb", "ok"),
     [("819", True), ("0", True), ("1023", True), ("1024", False), ("4096", False), ("lots", False)],
 )
-def test_soft_limit_must_be_below_the_limit(
-    project: Path, answers: dict[str, Any], soft_mb: str, ok: bool
+def test_soft_and_admission_limits_must_be_below_the_limit(
+    project: Path, answers: dict[str, Any], setting: str, limit_mb: str, ok: bool
 ) -> None:
     configmap = project / "k8s" / "configmap.yaml"
-    text, count = re.subn(
-        r'(_MEMORY_SOFT_LIMIT_MB:\s*)"\d+"', rf'\g<1>"{soft_mb}"', configmap.read_text("utf-8")
-    )
+    text, count = re.subn(rf'(_{setting}:\s*)"\d+"', rf'\g<1>"{limit_mb}"', configmap.read_text("utf-8"))
     assert count == 1
     configmap.write_text(text, encoding="utf-8")
     problems = checks.check_memory_limits(project, answers)
@@ -347,7 +346,7 @@ def test_soft_limit_must_be_below_the_limit(
         assert problems == []
     else:
         assert len(problems) == 1
-        assert problems[0].startswith("k8s/configmap.yaml: BOKEH_DASHBOARD_MEMORY_SOFT_LIMIT_MB is ")
+        assert problems[0].startswith(f"k8s/configmap.yaml: BOKEH_DASHBOARD_{setting} is ")
 
 
 def test_soft_limit_in_env_is_compared_with_the_answer_without_limits(tmp_path: Path) -> None:

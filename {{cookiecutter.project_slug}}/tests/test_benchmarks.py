@@ -10,6 +10,7 @@ to keep the default suite under a minute): ``pytest -m benchmark``; the template
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,30 @@ def test_compare_explains_missing_results(tmp_path: Path) -> None:
     completed = run_compare(BENCHMARKS / "reference", tmp_path)
     assert completed.returncode == 2
     assert "memory.json not found: run the benchmark" in completed.stderr
+
+
+def test_crowd_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
+    """Tiny crowd (6 sessions of 5 MB in 256 MiB): the figures are not the point, the script is."""
+    from {{ cookiecutter.package_name }}_devtools.memory_cgroup import cgroup_unavailable_reason
+
+    if (reason := cgroup_unavailable_reason()) is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the crowd benchmark, but no memory cgroup can be made: {reason}")
+        pytest.skip(f"no memory cgroup can be made here: {reason}")
+    tiny = ["--limit-mib", "256", "--crowd", "6", "--payload-mb", "5", "--threads", "2"]
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "crowd.py"), *tiny, "--results-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=BENCHMARKS.parent,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "admitted" in completed.stdout and "survived" in completed.stdout
+    report = json.loads((tmp_path / "crowd.json").read_text())
+    for kind in ("pages", "websockets"):
+        for server in ("bare", "project"):
+            row = report["results"][kind][server]
+            assert row["attempted"] == 6 and row["admitted"] + row["refused"] + row["failed"] == 6
+            assert row["samples"], "memory was sampled"
+    assert "Bokeh" in (tmp_path / "crowd.html").read_text()

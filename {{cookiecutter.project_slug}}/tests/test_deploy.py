@@ -40,7 +40,7 @@ from {{ cookiecutter.package_name }}_devtools.serving import (
     project_command,
     start_server,
 )
-from {{ cookiecutter.package_name }}_devtools.testing import http_get, page_token, websocket_handshake
+from {{ cookiecutter.package_name }}_devtools.testing import http_get, http_request, page_token, websocket_handshake
 
 PROJECT = Path(__file__).resolve().parent.parent
 DOCKERFILE = PROJECT / "Dockerfile"
@@ -243,8 +243,10 @@ needs_nginx = pytest.mark.skipif(
 )
 
 
-def render_nginx_conf(text: str, backend_ports: Sequence[int], listen_port: int) -> str:
-    """The config with its two upstream servers and its listen port replaced."""
+def render_nginx_conf(
+    text: str, backend_ports: Sequence[int], listen_port: int, page_rate: str | None = None
+) -> str:
+    """The config with its two upstream servers and its listen port (and the page rate) replaced."""
     servers = re.findall(r"^\s*server\s+127\.0\.0\.1:\d+;", text, flags=re.MULTILINE)
     assert len(servers) == len(backend_ports), servers
     ports = iter(backend_ports)
@@ -256,6 +258,11 @@ def render_nginx_conf(text: str, backend_ports: Sequence[int], listen_port: int)
     )
     text, count = re.subn(r"^(\s*listen\s+)\d+;", rf"\g<1>{listen_port};", text, flags=re.MULTILINE)
     assert count == 1
+    if page_rate is not None:
+        text, count = re.subn(
+            r"zone=app_pages:(\S+) rate=\S+;", rf"zone=app_pages:\1 rate={page_rate};", text
+        )
+        assert count == 1
     return text
 
 
@@ -287,8 +294,10 @@ class Client:
         return str(request.get_header("Cookie") or "")
 
 
-@pytest.fixture
-def nginx_in_front_of_two_backends(tmp_path: Path) -> Iterator[tuple[int, list[ServedProcess], list[int]]]:
+@contextlib.contextmanager
+def nginx_in_front(
+    tmp_path: Path, page_rate: str | None = None
+) -> Iterator[tuple[int, list[ServedProcess], list[int]]]:
     """Two ``serve`` processes behind deploy/nginx.conf; yields nginx's port, the backends, their ports."""
     listen_port, ports = free_port(), [free_port(), free_port()]
     with contextlib.ExitStack() as stack:
@@ -300,7 +309,8 @@ def nginx_in_front_of_two_backends(tmp_path: Path) -> Iterator[tuple[int, list[S
             stack.callback(backend.stop)
             backends.append(backend)
         config = tmp_path / "nginx.conf"
-        config.write_text(render_nginx_conf(NGINX_CONF.read_text(encoding="utf-8"), ports, listen_port))
+        shipped = NGINX_CONF.read_text(encoding="utf-8")
+        config.write_text(render_nginx_conf(shipped, ports, listen_port, page_rate))
         prefix = tmp_path / "nginx"
         tested = nginx_test(config, prefix)  # (c) the rendered config passes `nginx -t`
         assert tested.returncode == 0, tested.stderr
@@ -314,6 +324,13 @@ def nginx_in_front_of_two_backends(tmp_path: Path) -> Iterator[tuple[int, list[S
             assert backend.wait_for(READY_LINE), backend.log
         wait_for_port(listen_port, nginx)
         yield listen_port, backends, ports
+
+
+@pytest.fixture
+def nginx_in_front_of_two_backends(tmp_path: Path) -> Iterator[tuple[int, list[ServedProcess], list[int]]]:
+    """As ``nginx_in_front``, with the page rate limit raised: this test opens pages in quick succession."""
+    with nginx_in_front(tmp_path, page_rate="1000r/s") as running:
+        yield running
 
 
 def browse(
@@ -407,3 +424,23 @@ def test_nginx_keeps_each_page_and_its_websocket_on_one_backend(
             sock.close()
     for backend in backends:
         assert stop_gracefully(backend, timeout=10) == 0, backend.log
+
+
+@needs_nginx
+def test_nginx_limits_pages_per_client_and_request_bodies(tmp_path: Path) -> None:
+    """The shipped limits: a quick run of page GETs from one address gets 429 past the burst,
+    while /healthz from the same address does not; a body over 1 MiB gets 413."""
+    with nginx_in_front(tmp_path) as (listen_port, _backends, ports):
+        statuses = [http_get(f"http://127.0.0.1:{listen_port}/app")[0] for _ in range(40)]
+        assert statuses.count(429) >= 10 and set(statuses) <= {200, 429}, statuses
+        assert 20 <= statuses.count(200) <= 30, "the burst of 20 (plus the 5/s refill) is let through"
+        assert all(http_get(f"http://127.0.0.1:{listen_port}/healthz")[0] == 200 for _ in range(30))
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{listen_port}/app", data=b"x" * 2**21, method="POST"
+        )
+        try:
+            status = http_request(request).status
+        except OSError:  # nginx may close while the client is still sending
+            status = 413
+        assert status == 413
+        assert sum(sessions_live(port) for port in ports) == statuses.count(200), "no session per 429"

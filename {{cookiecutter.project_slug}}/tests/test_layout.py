@@ -26,10 +26,10 @@ DEVTOOLS_RULE = "Nothing that ships imports the dev tools"
 
 
 def lint_imports(project: Path) -> subprocess.CompletedProcess[str]:
-    """``lint-imports`` with ``project``'s pyproject.toml, on the packages under ``project/src``."""
+    """``lint-imports`` in ``project`` (its pyproject.toml), on the packages under ``project/src``."""
     env = {**os.environ, "PYTHONPATH": str(project / "src")}
     return subprocess.run(
-        [str(LINT_IMPORTS), "--no-cache", "--no-logo", str(project / "pyproject.toml")],
+        [str(LINT_IMPORTS), "--no-cache", "--no-logo"],  # reads ./pyproject.toml
         cwd=project,
         env=env,
         capture_output=True,

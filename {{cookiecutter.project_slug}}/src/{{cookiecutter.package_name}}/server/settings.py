@@ -47,6 +47,11 @@ _SUFFIX_BYTES = {
 }  # fmt: skip
 
 
+#: Default memory soft limit (the guard sheds idle sessions) and admission limit, as shares of the limit.
+SOFT_LIMIT_SHARE = 0.8
+ADMISSION_LIMIT_SHARE = 0.9
+
+
 class SettingsError(ValueError):
     """A setting has a value the server cannot run with; the message names the variable."""
 
@@ -111,13 +116,13 @@ class Settings:
     def memory_soft_limit_bytes(self) -> int:
         if self.memory_soft_limit_mb > 0:
             return self.memory_soft_limit_mb * 2**20
-        return int(self.memory_limit_bytes * 0.8)
+        return int(self.memory_limit_bytes * SOFT_LIMIT_SHARE)
 
     @property
     def admission_limit_bytes(self) -> int:
         if self.admission_limit_mb > 0:
             return self.admission_limit_mb * 2**20
-        return int(self.memory_limit_bytes * 0.9)
+        return int(self.memory_limit_bytes * ADMISSION_LIMIT_SHARE)
 
 
 def env_var(name: str) -> str:
