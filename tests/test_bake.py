@@ -51,7 +51,7 @@ CORE_FILES = {
     "src/{pkg}/server/answers.json",
     "src/{pkg}/server/cleanup.py",
     "src/{pkg}/server/cli.py",
-    "src/{pkg}/server/expiry_follow_up.py",
+    "src/{pkg}/server/sliced_expiry.py",
     "src/{pkg}/server/guard.py",
     "src/{pkg}/server/lifecycle.py",
     "src/{pkg}/server/memory.py",

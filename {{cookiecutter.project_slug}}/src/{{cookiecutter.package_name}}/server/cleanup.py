@@ -82,6 +82,9 @@ def keep_modules_for_cleanups(session_context: Any, store: SessionLocals) -> Non
         modules = [module for ref in added if (module := ref()) is not None]
         store.keep_module_contents([(module.__dict__, dict(module.__dict__)) for module in modules])
         destroy()
+        # The wrappers hold the manager's own bound methods: drop them, or manager and wrappers form
+        # a reference cycle that only a full collection frees.
+        del manager.add, manager.destroy
 
     manager.add = add_and_remember
     manager.destroy = destroy_keeping_contents

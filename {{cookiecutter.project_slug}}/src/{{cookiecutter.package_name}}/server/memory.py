@@ -13,6 +13,7 @@ non-glibc platforms only the collection runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -21,7 +22,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import psutil
@@ -157,6 +158,8 @@ class _Scheduler:
         self._last_trim = 0.0
         self._followup_due = 0.0
         self._followup_scheduled = False
+        self._holds = 0
+        self._deferred = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
@@ -208,8 +211,24 @@ class _Scheduler:
             _MALLOC_TRIM(0)
         stats.trims_after_gc += 1
 
+    def hold(self) -> None:
+        with self._lock:
+            self._holds += 1
+
+    def resume(self) -> None:
+        with self._lock:
+            self._holds -= 1
+            run = self._holds == 0 and self._deferred
+            self._deferred = False if run else self._deferred
+        loop = self._target_loop()
+        if run and loop is not None:
+            loop.call_soon(self._run, loop)
+
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
+            if self._holds:  # discards are under way: run once they are done (``resume``)
+                self._deferred = True
+                return
             self._pending = False
             self._last_release = time.monotonic()
             followup_in = self._followup_due - self._last_release
@@ -222,6 +241,8 @@ class _Scheduler:
         with self._lock:
             self._followup_scheduled = False
             remaining = self._followup_due - time.monotonic()
+            if self._holds:
+                remaining = max(remaining, _HELD_FOLLOWUP_RETRY_S)
             if remaining > 0.001:  # a later request moved the follow-up: wait for it
                 self._followup_scheduled = True
                 loop.call_later(remaining, self._followup, loop)
@@ -230,7 +251,24 @@ class _Scheduler:
         release_memory()
 
 
+#: How long a follow-up release that found discards under way waits before it looks again (s).
+_HELD_FOLLOWUP_RETRY_S = 0.1
 _scheduler = _Scheduler()
+
+
+@contextlib.contextmanager
+def releases_held() -> Iterator[None]:
+    """Hold back scheduled releases while the block runs (on the event loop), then run one if due.
+
+    A collection walks every live object. Sessions discarded in slices are still alive, most of
+    them, while the first slices are done; a release in between would walk them all and stall the
+    loop for as long. Held, the one release runs after the last discard and walks what is left.
+    """
+    _scheduler.hold()
+    try:
+        yield
+    finally:
+        _scheduler.resume()
 
 
 def bind_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -1,8 +1,8 @@
 """What ``python -m <package> serve`` adds to a running Bokeh server.
 
 ``attach`` starts the event-loop lag monitor and the memory guard, installs admission control with
-the watch on sessions nobody connects to, binds the metrics to the server and installs the expiry
-follow-up; ``Runtime.stop`` undoes it (``shutdown.py`` calls it).
+the watch on sessions nobody connects to and binds the metrics to the server; ``Runtime.stop``
+undoes it (``shutdown.py`` calls it). Expiry in slices is process-wide (``stall_free.install``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import Any
 
 from . import memory, metrics, server_control
 from .admission import Admission
-from .expiry_follow_up import ExpiryFollowUp
 from .guard import MemoryGuard
 from .ops import OpsState
 from .session_gate import SessionGate
@@ -27,7 +26,6 @@ class Runtime:
     server: Any
     state: OpsState
     guard: MemoryGuard
-    expiry_follow_up: ExpiryFollowUp
     gate: SessionGate
     unconnected: UnconnectedSessions
 
@@ -35,7 +33,6 @@ class Runtime:
         """Stop the timers and handlers ``attach`` started (on the server's loop thread)."""
         self.guard.stop()
         self.state.lag.stop()
-        self.expiry_follow_up.uninstall()
         self.gate.uninstall()
         self.unconnected.stop()
 
@@ -58,4 +55,4 @@ def attach(server: Any, state: OpsState, settings: Settings) -> Runtime:
     metrics.bind_admission(lambda: admission.pending, admission.cost.estimate, settings.admission_limit_bytes)
     unconnected = UnconnectedSessions(settings.unconnected_grace_ms)
     gate = SessionGate(server, admission, unconnected, settings.retry_after_s).install()
-    return Runtime(server, state, guard, ExpiryFollowUp(server).install(), gate, unconnected)
+    return Runtime(server, state, guard, gate, unconnected)

@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bokeh.protocol.exceptions import ProtocolError
+
+from . import memory
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +62,58 @@ def idle_sessions_oldest_first(server: Any) -> list[tuple[Any, Any]]:
     return idle
 
 
-async def discard_sessions(pairs: Iterable[tuple[Any, Any]]) -> int:
-    """Discard each idle session now (its destroy hooks run). Returns how many went."""
+#: Longest run of discards between two turns of the event loop, unless one discard alone is longer (ms).
+DEFAULT_SLICE_MS = 10
+# Sessions one of these paths is discarding now: another path must not start on them as well.
+_discarding: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _unconnected(session: Any) -> bool:
+    return bool(session.connection_count == 0)
+
+
+async def discard_in_slices(
+    pairs: Iterable[tuple[Any, Any]],
+    should_discard: Callable[[Any], bool] = _unconnected,
+    *,
+    skip_blocked: bool = False,
+    request_expiration: bool = False,
+    slice_ms: float = DEFAULT_SLICE_MS,
+) -> int:
+    """Discard each session for which ``should_discard`` still holds when its turn comes.
+
+    Bokeh checks ``should_discard`` again under the session's document lock, as its own expiry
+    does. After each discard that ends a slice of ``slice_ms``, the event loop gets a turn: a batch
+    of any size never blocks it for much longer than one slice. Memory releases are held until the
+    last discard (``memory.releases_held``). ``skip_blocked`` leaves sessions whose document lock
+    is held or awaited (Bokeh's expiry does); ``request_expiration`` marks each one expired first
+    (Bokeh's rule then ignores its idle time). Returns how many sessions were discarded.
+    """
     discarded = 0
-    for context, session in pairs:
-        if session.connection_count:
-            continue
-        session.request_expiration()
-        await context._discard_session(session, lambda s: s.connection_count == 0)
-        discarded += session.destroyed
+    with memory.releases_held():
+        slice_started = time.perf_counter()
+        for context, session in pairs:
+            if session.destroyed or session in _discarding or (skip_blocked and session.expiration_blocked):
+                continue
+            if request_expiration and session.connection_count == 0:
+                session.request_expiration()
+            if not should_discard(session):
+                continue
+            _discarding.add(session)
+            try:
+                await context._discard_session(session, should_discard)
+            finally:
+                _discarding.discard(session)
+            discarded += session.destroyed
+            if (time.perf_counter() - slice_started) * 1000 >= slice_ms:
+                await asyncio.sleep(0)  # one turn of the loop: requests and callbacks waiting now run
+                slice_started = time.perf_counter()
     return discarded
+
+
+async def discard_sessions(pairs: Iterable[tuple[Any, Any]]) -> int:
+    """Discard each idle session now (its destroy hooks run), in slices. Returns how many went."""
+    return await discard_in_slices(pairs, request_expiration=True)
 
 
 async def close_all_connections(server: Any, timeout_s: float = 5.0) -> None:

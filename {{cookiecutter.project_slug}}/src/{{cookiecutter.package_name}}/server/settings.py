@@ -106,6 +106,8 @@ class Settings:
     coalesce_gc: bool = True
     #: The interval of that coalesced collection (ms).
     gc_interval_ms: int = 1000
+    #: Expired sessions are discarded in slices of this long; the event loop serves requests between (ms).
+    expiry_slice_ms: int = 10
     log_level: str = "info"
 
     @property
@@ -198,6 +200,7 @@ def _validate(settings: Settings) -> None:
         "release_delay_ms",
         "memory_check_interval_ms",
         "gc_interval_ms",
+        "expiry_slice_ms",
         "retry_after_s",
         "unconnected_grace_ms",
         "max_body_kb",

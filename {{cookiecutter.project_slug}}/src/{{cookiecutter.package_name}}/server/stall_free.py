@@ -41,8 +41,14 @@ import bokeh
 import bokeh.document.document as bokeh_document
 import bokeh.document.modules as bokeh_modules
 from bokeh.model import Model
+from bokeh.server.contexts import ApplicationContext
 
-from . import memory
+try:  # Bokeh 3.10 moved its periodic-callback runner from ``util.tornado`` to ``util.asyncio``
+    from bokeh.util.asyncio import _AsyncPeriodic  # type: ignore[import-not-found,unused-ignore]
+except ImportError:
+    from bokeh.util.tornado import _AsyncPeriodic  # type: ignore[attr-defined,no-redef,unused-ignore]
+
+from . import memory, sliced_expiry
 from .settings import env_var, get_settings
 
 log = logging.getLogger(__name__)
@@ -50,13 +56,23 @@ log = logging.getLogger(__name__)
 #: Bokeh versions whose ``Document.destroy`` and ``DocumentModuleManager.destroy`` were read and tested.
 VERIFIED_BOKEH = ((3, 8), (3, 9), (3, 10))
 _EXPECTED_SOURCE = {
-    "Document.destroy": ("self.modules.destroy()", "gc.collect()"),
+    "Document.destroy": ("self.modules.destroy()", "gc.collect()", "self.models.destroy()"),
     "DocumentModuleManager.destroy": (
         "get_referrers(module)",
         "module.__dict__.clear()",
         "del sys.modules[module.__name__]",
     ),
     "Model.destroy": ("self._document = None", "self._property_values.clear()"),
+    "DocumentCallbackManager": ("self._session_callbacks = set()",),
+    "DocumentModelManager": ("self._new_models = set()",),
+    "_AsyncPeriodic": ("self._stopped = True", "not self._stopped", "self._func()"),
+    "ApplicationContext._cleanup_sessions": (
+        "session.connection_count == 0",
+        "session.milliseconds_since_last_unsubscribe > unused_session_linger_milliseconds",
+        "session.expiration_requested",
+        "not session.expiration_blocked",
+        "await self._discard_session(session, should_discard_ignoring_block)",
+    ),
 }
 #: Per-model containers that ``Model.destroy`` leaves filled; clearing them breaks document cycles.
 _MODEL_CONTAINERS = (
@@ -97,9 +113,13 @@ def _check_bokeh() -> None:
         "Document.destroy": bokeh_document.Document.destroy,
         "DocumentModuleManager.destroy": bokeh_modules.DocumentModuleManager.destroy,
         "Model.destroy": Model.destroy,
+        "DocumentCallbackManager": bokeh_document.DocumentCallbackManager,
+        "DocumentModelManager": bokeh_document.DocumentModelManager,
+        "_AsyncPeriodic": _AsyncPeriodic,
+        "ApplicationContext._cleanup_sessions": ApplicationContext._cleanup_sessions,
     }
     for name, function in targets.items():
-        source = inspect.getsource(function)
+        source = inspect.getsource(inspect.unwrap(function))
         missing = [fragment for fragment in _EXPECTED_SOURCE[name] if fragment not in source]
         if missing:
             raise UnverifiedBokehError(
@@ -141,6 +161,40 @@ def _destroy_model_and_break_cycles(original: Any) -> Any:
 
     destroy.__wrapped__ = original  # type: ignore[attr-defined]
     return destroy
+
+
+def _destroy_document_and_break_cycles(original: Any) -> Any:
+    def destroy(self: Any, session: Any) -> None:
+        original(self, session)
+        # Periodic and timeout callbacks close over their document (``_wrap_with_curdoc``):
+        # document -> callback manager -> callback -> closure -> document.
+        self.callbacks._session_callbacks.clear()
+        # The document's config models are not in ``document.models``, so Bokeh does not destroy
+        # them, and their property containers point back at them.
+        for model in self.config.references():
+            model.destroy()
+        # Whatever still holds the document (a stopped periodic callback's own cycle, on every
+        # Bokeh) then holds no model through it.
+        self.models._new_models.clear()
+
+    destroy.__wrapped__ = original  # type: ignore[attr-defined]
+    return destroy
+
+
+def _stop_periodic_and_drop_callback(original: Any) -> Any:
+    def stop(self: Any) -> None:
+        original(self)
+        # A stopped periodic callback never calls ``_func`` again, but its loop closure (3.8, 3.9)
+        # or cancelled task (3.10) is a reference cycle that would keep the session's callback, and
+        # through it the session and document, alive until a full collection.
+        self._func = _stopped_callback
+
+    stop.__wrapped__ = original  # type: ignore[attr-defined]
+    return stop
+
+
+def _stopped_callback() -> None:
+    """What a stopped periodic callback holds instead of the session's callback."""
 
 
 def freeze_startup_heap() -> int:
@@ -193,6 +247,11 @@ def install() -> bool:
         bokeh_document.gc = _CoalescedGC()  # type: ignore[assignment]
         bokeh_modules.DocumentModuleManager.destroy = _destroy_modules  # type: ignore[method-assign]
         Model.destroy = _destroy_model_and_break_cycles(Model.destroy)  # type: ignore[method-assign]
+        bokeh_document.Document.destroy = _destroy_document_and_break_cycles(  # type: ignore[method-assign]
+            bokeh_document.Document.destroy
+        )
+        _AsyncPeriodic.stop = _stop_periodic_and_drop_callback(_AsyncPeriodic.stop)
+        sliced_expiry.install(get_settings().expiry_slice_ms)
         memory.after_release.append(report_leaked_modules)
         _installed = True
     log.info(
