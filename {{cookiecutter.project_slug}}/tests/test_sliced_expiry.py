@@ -154,6 +154,7 @@ def test_a_session_that_came_back_to_life_is_not_discarded(
         revived, locked = sessions[-1], sessions[-2]  # the last turns of the pass
         connection = object()  # what Bokeh counts in ``connection_count``
         lock_taken, release = asyncio.Event(), asyncio.Event()
+        holders: list[asyncio.Future[Any]] = []
 
         def revive_after_first_discard(session_context: Any) -> None:
             if revived.connection_count == 0 and not lock_taken.is_set():
@@ -163,7 +164,7 @@ def test_a_session_that_came_back_to_life_is_not_discarded(
                     lock_taken.set()
                     await release.wait()
 
-                asyncio.ensure_future(locked.with_document_locked(hold_lock))
+                holders.append(asyncio.ensure_future(locked.with_document_locked(hold_lock)))
 
         on_every_session_end(revive_after_first_discard)
         try:
