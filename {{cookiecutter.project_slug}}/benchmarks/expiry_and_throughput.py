@@ -1,15 +1,26 @@
 """Benchmark: this project's server against bare ``bokeh serve``, same app, same run.
 
-1. Mass expiry: each server gets N sessions (HTTP GET of the page, so they start idle), then they
-   expire together at one unused-session check. A probe thread GETs a missing URL every 10 ms
-   (Tornado answers 404 without touching Bokeh) and records how late each answer is: the largest
-   delay is the event loop's largest stall. Time-to-empty runs from the first to the last
-   "cleaned up" log line of the app's lifecycle hooks (the same hooks run under both servers).
+1. Mass-expiry sweep: for each batch size (``--batches``, default 200 500 1000 2000) each server
+   gets that many sessions (HTTP GETs of the page, ``--threads`` at a time, so they start idle),
+   which then expire together at one unused-session check: the lifetime is 1 s and the check
+   interval is set per run to fall after the last session was created. A probe thread GETs a
+   missing URL every 10 ms (Tornado answers 404 without touching Bokeh) and records how late each
+   answer is: the largest delay is the event loop's worst stall. Time to empty runs from the first
+   to the last "cleaned up" log line of the app's lifecycle hooks (the same hooks run under both
+   servers). A server not empty ``--empty-timeout-s`` after its first discard is reported as "not
+   empty after N s" with the sessions left, and its worst stall then counts a probe still waiting
+   as late as it is by then (bare Bokeh collects the whole heap once per discarded session, so
+   its batch grows quadratically). Sessions hold the demo app's 2 MB each; the project runs with
+   ``<PKG>_MEMORY_LIMIT=64Gi`` and its discard of sessions nobody connects to switched off, so that
+   admission control and that discard leave the batch whole: only the expiry is measured.
 2. Throughput: websocket sessions opened (page pull) and closed through each server, in
    alternating rounds; sessions per second and the ratio project/bare.
 
-Run from the project root: ``python benchmarks/expiry_and_throughput.py`` (``--help`` for sizes).
-It prints a table and writes ``benchmarks/results/expiry_and_throughput.json`` (``--results-dir``).
+Run from the project root: ``python benchmarks/expiry_and_throughput.py`` (``--help`` for sizes;
+about 15 minutes with the defaults, most of it waiting for bare Bokeh). It prints a table, writes
+``benchmarks/results/expiry_and_throughput.json`` (``--results-dir``) and ``expiry_sweep.html``
+(worst stall and time to empty against the batch size; ``python benchmarks/snapshot.py
+benchmarks/results/expiry_sweep.html docs/benchmark-expiry.png`` makes the README image).
 """
 
 from __future__ import annotations
@@ -24,7 +35,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+
+from memory import format_table, write_html
 
 from {{ cookiecutter.package_name }}.server.serve import APP_DIR
 from {{ cookiecutter.package_name }}.server.settings import env_var
@@ -39,9 +54,13 @@ from {{ cookiecutter.package_name }}_devtools.serving import (
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLEANED = re.compile(r"^(\d+\.\d+) Session (\S+) cleaned up")
+SERVERS = ("project", "bare")
+LIFETIME_MS = 1000
+#: The project's settings for the sweep: no admission refusals, no discard of unclaimed pages.
+SWEEP_ENV = {env_var("memory_limit"): "64Gi", env_var("unconnected_grace_ms"): str(24 * 3600 * 1000)}
 
 
-def start(name: str, lifetime_ms: int, check_ms: int) -> ServedProcess:
+def start(name: str, lifetime_ms: int, check_ms: int, env: dict[str, str] | None = None) -> ServedProcess:
     """``python -m <package> serve`` (``project``) or bare ``bokeh serve`` of the same app (``bare``)."""
     port = free_port()
     flags = [
@@ -50,11 +69,7 @@ def start(name: str, lifetime_ms: int, check_ms: int) -> ServedProcess:
         "--log-format", "%(created).3f %(message)s",
     ]  # fmt: skip
     command = project_command(port, *flags) if name == "project" else bokeh_command(APP_DIR, port, *flags)
-    return start_server(command, port, env={env_var("log_level"): "info"})
-
-
-def stop(server: ServedProcess) -> None:
-    server.stop()
+    return start_server(command, port, env={env_var("log_level"): "info", **(env or {})})
 
 
 def get(url: str, timeout: float = 120.0) -> int:
@@ -70,47 +85,182 @@ def cleaned_times(server: ServedProcess) -> list[float]:
     return [float(match[1]) for line in server.lines if (match := CLEANED.match(line))]
 
 
-def mass_expiry(name: str, sessions: int, check_ms: int) -> dict[str, float]:
+class Probe:
+    """GETs a missing URL every 10 ms from a thread; records (wall time sent, seconds until answered)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.answered: list[tuple[float, float]] = []
+        self.waiting_since: float | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            self.waiting_since = sent = time.time()
+            try:
+                get(self.url, timeout=600)
+            except OSError:
+                return  # the server was stopped under a waiting probe
+            self.waiting_since = None
+            self.answered.append((sent, time.time() - sent))
+            time.sleep(0.01)
+
+    def start(self) -> Probe:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def worst_ms(self, start: float, end: float) -> tuple[float, float]:
+        """Worst and median lateness (ms) of probes sent in [start, end], a probe still waiting
+        counting as late as it is now."""
+        lates = [late for sent, late in list(self.answered) if start <= sent <= end]
+        waiting = self.waiting_since
+        if waiting is not None and waiting <= end:
+            lates.append(time.time() - waiting)
+        if not lates:
+            return 0.0, 0.0
+        return max(lates) * 1000, statistics.median(lates) * 1000
+
+
+class CheckTiming:
+    """Picks each run's check interval so that the check falls after the last session was made."""
+
+    def __init__(self, seconds_per_session: float = 0.04, margin_s: float = 10.0) -> None:
+        self.seconds_per_session = seconds_per_session
+        self.margin_s = margin_s
+
+    def check_ms(self, sessions: int) -> int:
+        return int((self.margin_s + LIFETIME_MS / 1000 + 1.5 * self.seconds_per_session * sessions) * 1000)
+
+    def observed(self, sessions: int, seconds: float) -> None:
+        self.seconds_per_session = max(self.seconds_per_session, seconds / sessions)
+
+
+def create_sessions(server: ServedProcess, sessions: int, threads: int) -> float:
+    """``sessions`` page GETs, ``threads`` at a time after the first (the project's admission
+    control admits one at a time until it has measured a session); returns the seconds it took."""
+    started = time.monotonic()
+    statuses = [get(server.url("/app"))]
+    with ThreadPoolExecutor(threads) as pool:
+        statuses += pool.map(lambda _: get(server.url("/app")), range(sessions - 1))
+    refused = [status for status in statuses if status != 200]
+    if refused:
+        raise RuntimeError(f"{len(refused)} of {sessions} page GETs failed: statuses {sorted(set(refused))}")
+    return time.monotonic() - started
+
+
+def mass_expiry(
+    name: str, sessions: int, timing: CheckTiming, threads: int, empty_timeout_s: float
+) -> dict[str, Any]:
     """Create ``sessions`` idle sessions, let them expire at one check, measure stall and duration."""
-    server = start(name, lifetime_ms=1000, check_ms=check_ms)
+    check_ms = timing.check_ms(sessions)
+    server = start(
+        name, lifetime_ms=LIFETIME_MS, check_ms=check_ms, env=SWEEP_ENV if name == "project" else None
+    )
     try:
-        created_at = time.monotonic()
-        for _ in range(sessions):
-            get(server.url("/app"))
-        creation_s = time.monotonic() - created_at
-        if creation_s * 1000 > check_ms - 2000:
-            raise RuntimeError(f"creating {sessions} sessions took {creation_s:.1f} s: raise --check-ms")
-        probes: list[tuple[float, float]] = []  # (wall time sent, seconds late)
-        done = threading.Event()
-
-        def probe() -> None:
-            while not done.is_set():
-                sent = time.time()
-                get(server.url("/__probe__"))
-                probes.append((sent, time.time() - sent))
-                time.sleep(0.01)
-
-        prober = threading.Thread(target=probe, daemon=True)
-        prober.start()
-        wait_until(lambda: len(cleaned_times(server)) >= sessions, check_ms / 1000 + 240, interval=0.1)
-        time.sleep(1.0)
-        done.set()
-        prober.join(timeout=130)
-        times = cleaned_times(server)
-        if not times:
+        creation_s = create_sessions(server, sessions, threads)
+        timing.observed(sessions, creation_s)
+        if cleaned_times(server):
+            raise RuntimeError(
+                f"{name}: the check ran while {sessions} sessions were still being created "
+                f"({creation_s:.0f} s, check every {check_ms / 1000:.0f} s): the batch was split"
+            )
+        probe = Probe(server.url("/__probe__")).start()
+        wait_until(lambda: bool(cleaned_times(server)), check_ms / 1000 + 30, interval=0.05)
+        first_seen = min(cleaned_times(server), default=None)
+        if first_seen is None:
             raise RuntimeError(f"{name}: no session was cleaned up:\n{''.join(server.lines[-20:])}")
+        emptied = wait_until(
+            lambda: len(cleaned_times(server)) >= sessions, first_seen + empty_timeout_s - time.time(), 0.1
+        )
+        time.sleep(1.0)  # the collection after the last discard, and its follow-up
+        times = cleaned_times(server)
         first, last = min(times), max(times)
-        window = [late for sent, late in probes if first - 1.0 <= sent <= last + 1.0]
+        end = last + 1.0 if emptied else time.time()
+        worst_ms, median_ms = probe.worst_ms(first - 1.0, end)
+        probe.stop()
         return {
             "sessions": sessions,
             "creation_s": round(creation_s, 2),
-            "time_to_empty_s": round(last - first, 3) if len(times) == sessions else None,
+            "check_ms": check_ms,
+            "time_to_empty_s": round(last - first, 3) if emptied else None,
             "left_at_end": sessions - len(times),
-            "max_loop_lag_ms": round(max(window) * 1000, 1),
-            "median_probe_ms": round(statistics.median(window) * 1000, 2),
+            "empty_timeout_s": empty_timeout_s,
+            "max_loop_lag_ms": round(worst_ms, 1),
+            "median_probe_ms": round(median_ms, 2),
         }
     finally:
-        stop(server)
+        server.kill()
+
+
+def sweep(
+    batches: list[int], threads: int, empty_timeout_s: float, check_margin_s: float
+) -> dict[str, list[dict[str, Any]]]:
+    """``mass_expiry`` for every batch size, project and bare alternating, smallest batch first."""
+    timing = {name: CheckTiming(margin_s=check_margin_s) for name in SERVERS}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in SERVERS}
+    for sessions in sorted(batches):
+        for name in SERVERS:
+            row = mass_expiry(name, sessions, timing[name], threads, empty_timeout_s)
+            print(
+                f"  {name}: {sessions} sessions, {emptied_text(row)}, "
+                f"worst stall {row['max_loop_lag_ms']:.0f} ms"
+            )
+            results[name].append(row)
+    return results
+
+
+def emptied_text(row: dict[str, Any]) -> str:
+    if row["time_to_empty_s"] is not None:
+        return f"{row['time_to_empty_s']:.2f} s"
+    return f"not empty after {row['empty_timeout_s']:g} s ({row['left_at_end']} left)"
+
+
+def flatness(rows: list[dict[str, Any]]) -> float | None:
+    """Worst stall of the largest batch over that of the smallest (1.0 is flat)."""
+    if len(rows) < 2 or not rows[0]["max_loop_lag_ms"]:
+        return None
+    return round(rows[-1]["max_loop_lag_ms"] / rows[0]["max_loop_lag_ms"], 2)
+
+
+def sweep_figure(results: dict[str, list[dict[str, Any]]], title: str) -> Any:
+    """Worst stall and time to empty against the batch size, one line per server (log scales)."""
+    from bokeh.layouts import column, row
+    from bokeh.models import Div
+    from bokeh.plotting import figure
+
+    colors = {"project": "#1f77b4", "bare": "#d62728"}
+    stall = figure(
+        title="Worst event-loop stall while the batch expires", x_axis_label="sessions expiring in one check",
+        y_axis_label="ms (log)", y_axis_type="log", width=520, height=360,
+    )  # fmt: skip
+    empty = figure(
+        title="Time to empty (x: not empty at the timeout)", x_axis_label="sessions expiring in one check",
+        y_axis_label="s (log)", y_axis_type="log", width=520, height=360,
+    )  # fmt: skip
+    for name, rows in results.items():
+        sizes = [row["sessions"] for row in rows]
+        stall.line(sizes, [max(row["max_loop_lag_ms"], 0.1) for row in rows], color=colors[name],
+                   line_width=2.5, legend_label=name)  # fmt: skip
+        stall.scatter(sizes, [max(row["max_loop_lag_ms"], 0.1) for row in rows], color=colors[name], size=8)
+        done = [
+            (row["sessions"], max(row["time_to_empty_s"], 0.01))
+            for row in rows
+            if row["time_to_empty_s"] is not None
+        ]
+        cut = [(row["sessions"], row["empty_timeout_s"]) for row in rows if row["time_to_empty_s"] is None]
+        if done:
+            empty.line(*zip(*done, strict=True), color=colors[name], line_width=2.5, legend_label=name)
+            empty.scatter(*zip(*done, strict=True), color=colors[name], size=8)
+        if cut:
+            empty.scatter(*zip(*cut, strict=True), color=colors[name], size=14, marker="x", line_width=3,
+                          legend_label=f"{name}: not empty at the timeout")  # fmt: skip
+    for plot in (stall, empty):
+        plot.legend.location = "top_left"
+    return column(Div(text=f"<h3>{title}</h3>"), row(stall, empty))
 
 
 def throughput(sessions_per_round: int, rounds: int) -> dict[str, float]:
@@ -130,7 +280,7 @@ def throughput(sessions_per_round: int, rounds: int) -> dict[str, float]:
                 rates[name].append(sessions_per_round / (time.perf_counter() - started))
     finally:
         for server in servers.values():
-            stop(server)
+            server.stop()
     project, bare = statistics.median(rates["project"]), statistics.median(rates["bare"])
     return {
         "project_sessions_per_s": round(project, 1),
@@ -141,28 +291,44 @@ def throughput(sessions_per_round: int, rounds: int) -> dict[str, float]:
     }
 
 
+def sweep_rows(results: dict[str, list[dict[str, Any]]]) -> list[list[str]]:
+    rows = []
+    for name, runs in results.items():
+        for run in runs:
+            rows.append([name, str(run["sessions"]), f"{run['max_loop_lag_ms']:.1f} ms", emptied_text(run),
+                         f"{run['median_probe_ms']:.2f} ms", f"{run['creation_s']:.0f} s"])  # fmt: skip
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sessions", type=int, default=200, help="idle sessions expiring together")
-    parser.add_argument("--check-ms", type=int, default=20_000, help="unused-session check interval")
+    parser.add_argument("--batches", type=int, nargs="+", default=[200, 500, 1000, 2000],
+                        help="idle sessions expiring together, one run per size and server")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=4, help="page GETs at a time while creating sessions")
+    parser.add_argument("--empty-timeout-s", type=float, default=60.0,
+                        help="give up on emptying this long after the first discard")  # fmt: skip
+    parser.add_argument("--check-margin-s", type=float, default=10.0,
+                        help="the check falls this long after the sessions should be created")  # fmt: skip
     parser.add_argument("--throughput-sessions", type=int, default=40, help="sessions per throughput round")
     parser.add_argument("--rounds", type=int, default=5, help="alternating throughput rounds")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON and HTML go")
     args = parser.parse_args(argv)
 
-    expiry = {name: mass_expiry(name, args.sessions, args.check_ms) for name in ("project", "bare")}
+    print("Mass-expiry sweep")
+    results = sweep(args.batches, args.threads, args.empty_timeout_s, args.check_margin_s)
     rates = throughput(args.throughput_sessions, args.rounds)
-    print(f"\nMass expiry: {args.sessions} idle sessions expiring at one check")
-    print(f"{'server':<10}{'max loop lag':>15}{'time to empty':>16}{'median probe':>15}")
-    for name, row in expiry.items():
-        empty = (
-            f"{row['time_to_empty_s']:.2f} s"
-            if row["time_to_empty_s"] is not None
-            else f"{row['left_at_end']} left"
-        )
-        print(f"{name:<10}{row['max_loop_lag_ms']:>12.1f} ms{empty:>16}{row['median_probe_ms']:>12.2f} ms")
+    print("\nMass expiry: idle sessions expiring at one check")
+    header = ["server", "sessions", "worst stall", "time to empty", "median probe", "creation"]
+    print(format_table(header, sweep_rows(results), left=1))
+    flat = {name: flatness(runs) for name, runs in results.items()}
+    for name, ratio in flat.items():
+        if ratio is not None:
+            print(
+                f"{name}: worst stall at {max(args.batches)} sessions = "
+                f"{ratio:.2f} x that at {min(args.batches)}"
+            )
     rounds = f"{args.rounds} alternating rounds of {args.throughput_sessions}"
     print(f"\nThroughput: websocket session open+close, {rounds}")
     print(f"project {rates['project_sessions_per_s']:.1f}/s, bare {rates['bare_sessions_per_s']:.1f}/s, "
@@ -172,8 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     args.results_dir.mkdir(parents=True, exist_ok=True)
     sizes = {key: value for key, value in vars(args).items() if key != "results_dir"}
     report = {"bokeh": bokeh.__version__, "python": sys.version.split()[0], "cpus": os.cpu_count(),
-              "expiry": expiry, "throughput": rates, "args": sizes}  # fmt: skip
+              "expiry_sweep": results, "stall_ratio_largest_over_smallest": flat, "throughput": rates,
+              "args": sizes}  # fmt: skip
     (args.results_dir / "expiry_and_throughput.json").write_text(json.dumps(report, indent=2) + "\n")
+    title = (
+        f"Idle sessions expiring in one check: Bokeh {bokeh.__version__}, Python {report['python']}, "
+        f"{report['cpus']} CPUs"
+    )
+    write_html(sweep_figure(results, title), args.results_dir / "expiry_sweep.html", title)
     return 0
 
 

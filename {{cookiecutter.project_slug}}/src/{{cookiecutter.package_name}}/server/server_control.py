@@ -72,6 +72,21 @@ def _unconnected(session: Any) -> bool:
     return bool(session.connection_count == 0)
 
 
+async def discard_one(
+    context: Any, session: Any, should_discard: Callable[[Any], bool] = _unconnected
+) -> bool:
+    """Discard ``session`` if ``should_discard`` holds; Bokeh waits for its document lock and checks
+    again under it. False if it stayed, or is gone, or another path is discarding it now."""
+    if session.destroyed or session in _discarding or not should_discard(session):
+        return False
+    _discarding.add(session)
+    try:
+        await context._discard_session(session, should_discard)
+    finally:
+        _discarding.discard(session)
+    return bool(session.destroyed)
+
+
 async def discard_in_slices(
     pairs: Iterable[tuple[Any, Any]],
     should_discard: Callable[[Any], bool] = _unconnected,
@@ -93,18 +108,11 @@ async def discard_in_slices(
     with memory.releases_held():
         slice_started = time.perf_counter()
         for context, session in pairs:
-            if session.destroyed or session in _discarding or (skip_blocked and session.expiration_blocked):
+            if skip_blocked and session.expiration_blocked:
                 continue
-            if request_expiration and session.connection_count == 0:
+            if request_expiration and session.connection_count == 0 and not session.destroyed:
                 session.request_expiration()
-            if not should_discard(session):
-                continue
-            _discarding.add(session)
-            try:
-                await context._discard_session(session, should_discard)
-            finally:
-                _discarding.discard(session)
-            discarded += session.destroyed
+            discarded += await discard_one(context, session, should_discard)
             if (time.perf_counter() - slice_started) * 1000 >= slice_ms:
                 await asyncio.sleep(0)  # one turn of the loop: requests and callbacks waiting now run
                 slice_started = time.perf_counter()

@@ -48,7 +48,7 @@ try:  # Bokeh 3.10 moved its periodic-callback runner from ``util.tornado`` to `
 except ImportError:
     from bokeh.util.tornado import _AsyncPeriodic  # type: ignore[attr-defined,no-redef,unused-ignore]
 
-from . import memory, sliced_expiry
+from . import frozen_heap, memory, sliced_expiry
 from .settings import env_var, get_settings
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,11 @@ _EXPECTED_SOURCE = {
         "del sys.modules[module.__name__]",
     ),
     "Model.destroy": ("self._document = None", "self._property_values.clear()"),
-    "DocumentCallbackManager": ("self._session_callbacks = set()",),
+    "DocumentCallbackManager": (
+        "self._session_callbacks = set()",
+        "callback_obj._callback = _wrap_with_curdoc(doc, actual_callback)",
+        "self._session_callbacks.remove(callback_obj)",
+    ),
     "DocumentModelManager": ("self._new_models = set()",),
     "_AsyncPeriodic": ("self._stopped = True", "not self._stopped", "self._func()"),
     "ApplicationContext._cleanup_sessions": (
@@ -165,6 +169,7 @@ def _destroy_model_and_break_cycles(original: Any) -> Any:
 
 def _destroy_document_and_break_cycles(original: Any) -> Any:
     def destroy(self: Any, session: Any) -> None:
+        frozen_heap.watch_discarded(self)
         original(self, session)
         # Periodic and timeout callbacks close over their document (``_wrap_with_curdoc``):
         # document -> callback manager -> callback -> closure -> document.
@@ -179,6 +184,18 @@ def _destroy_document_and_break_cycles(original: Any) -> Any:
 
     destroy.__wrapped__ = original  # type: ignore[attr-defined]
     return destroy
+
+
+def _remove_session_callback_and_drop_it(original: Any) -> Any:
+    def remove_session_callback(self: Any, callback_obj: Any) -> None:
+        original(self, callback_obj)
+        # A one-shot (next-tick, timeout) callback's wrapper refers back to the callback object and
+        # holds the document (``add_session_callback``): that cycle would keep a discarded
+        # document for a full collection. Removed, the object is never invoked again.
+        callback_obj._callback = _stopped_callback
+
+    remove_session_callback.__wrapped__ = original  # type: ignore[attr-defined]
+    return remove_session_callback
 
 
 def _stop_periodic_and_drop_callback(original: Any) -> Any:
@@ -202,11 +219,9 @@ def freeze_startup_heap() -> int:
 
     Call when the server has loaded and before it serves: those objects live as long as the
     process, and the batched collection after a mass expiry then walks only session objects.
-    Returns how many objects were frozen.
+    Returns how many objects were frozen (the baseline of ``frozen_heap``).
     """
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
+    return frozen_heap.freeze_all()
 
 
 def report_leaked_modules(duration: float = 0.0) -> int:
@@ -218,6 +233,8 @@ def report_leaked_modules(duration: float = 0.0) -> int:
         alive = [(name, ref()) for name, ref in _previous_batch]
         _previous_batch, _discarded_modules = _discarded_modules, []
     leaked = [(name, module) for name, module in alive if module is not None]
+    if leaked:
+        gc.unfreeze()  # get_referrers does not see frozen objects (a registry in an imported module)
     for name, module in leaked:
         referrers = [  # the (name, module) bookkeeping tuples above are not the leak
             r for r in gc.get_referrers(module) if not (type(r) is tuple and len(r) == 2 and r[1] is module)
@@ -228,6 +245,8 @@ def report_leaked_modules(duration: float = 0.0) -> int:
             name,
             referrers,
         )
+    if leaked and frozen_heap.enabled():
+        gc.freeze()
     return len(leaked)
 
 
@@ -251,8 +270,14 @@ def install() -> bool:
             bokeh_document.Document.destroy
         )
         _AsyncPeriodic.stop = _stop_periodic_and_drop_callback(_AsyncPeriodic.stop)
+        callbacks = bokeh_document.DocumentCallbackManager
+        callbacks.remove_session_callback = _remove_session_callback_and_drop_it(  # type: ignore[method-assign]
+            callbacks.remove_session_callback
+        )
         sliced_expiry.install(get_settings().expiry_slice_ms)
         memory.after_release.append(report_leaked_modules)
+        frozen_heap.enable()
+        memory.after_release.append(frozen_heap.after_release)
         _installed = True
     log.info(
         "Stall-free expiry on: one collection per batch of discarded sessions (Bokeh %s)", bokeh.__version__
