@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +31,7 @@ import pytest
 from bokeh.client import pull_session
 
 from {{ cookiecutter.package_name }}.server.settings import ENV_PREFIX, PACKAGE
+from {{ cookiecutter.package_name }}_devtools.nginx import nginx_binary, nginx_test, render_nginx_conf
 from {{ cookiecutter.package_name }}_devtools.polling import wait_until
 from {{ cookiecutter.package_name }}_devtools.serving import (
     READY_LINE,
@@ -233,43 +233,10 @@ def test_dockerfile_command_serves_the_app_with_its_flags_env_and_healthcheck() 
 # ---------------------------------------------------------------------------------------------
 
 
-def nginx_binary() -> str | None:
-    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin:/usr/local/sbin")
-
-
 needs_nginx = pytest.mark.skipif(
     not NGINX_CONF.is_file() or nginx_binary() is None,
     reason="deploy/nginx.conf not generated or the nginx binary is not installed (apt-get install nginx)",
 )
-
-
-def render_nginx_conf(
-    text: str, backend_ports: Sequence[int], listen_port: int, page_rate: str | None = None
-) -> str:
-    """The config with its two upstream servers and its listen port (and the page rate) replaced."""
-    servers = re.findall(r"^\s*server\s+127\.0\.0\.1:\d+;", text, flags=re.MULTILINE)
-    assert len(servers) == len(backend_ports), servers
-    ports = iter(backend_ports)
-    text = re.sub(
-        r"^(\s*server\s+127\.0\.0\.1:)\d+;",
-        lambda match: f"{match.group(1)}{next(ports)};",
-        text,
-        flags=re.MULTILINE,
-    )
-    text, count = re.subn(r"^(\s*listen\s+)\d+;", rf"\g<1>{listen_port};", text, flags=re.MULTILINE)
-    assert count == 1
-    if page_rate is not None:
-        text, count = re.subn(
-            r"zone=app_pages:(\S+) rate=\S+;", rf"zone=app_pages:\1 rate={page_rate};", text
-        )
-        assert count == 1
-    return text
-
-
-def nginx_test(config: Path, prefix: Path) -> subprocess.CompletedProcess[str]:
-    prefix.mkdir(parents=True, exist_ok=True)
-    command = [str(nginx_binary()), "-t", "-p", str(prefix), "-c", str(config), "-e", "stderr"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=30)
 
 
 @needs_nginx
