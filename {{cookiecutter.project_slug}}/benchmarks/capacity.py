@@ -59,7 +59,7 @@ from tornado.httpclient import HTTPClientError
 from {{ cookiecutter.package_name }}.server.serve import APP_DIR
 from {{ cookiecutter.package_name }}.server.settings import env_var
 from {{ cookiecutter.package_name }}_devtools.bokeh_ws import BokehUser, model_id
-from {{ cookiecutter.package_name }}_devtools.nginx import running_nginx
+from {{ cookiecutter.package_name }}_devtools.nginx import NGINX_CONF, running_nginx
 from {{ cookiecutter.package_name }}_devtools.serving import (
     READY_LINE,
     ServedProcess,
@@ -387,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS,
+                        help="default: all (the nginx ones when deploy/nginx.conf was baked)")  # fmt: skip
     steps = [10, 25, 50, 75, 100, 125, 150, 175, 200, 250, 300, 350, 400, 500, 600]
     parser.add_argument("--steps", type=int, nargs="+", default=steps, help="users at each step")
     parser.add_argument("--p95-ms", type=float, default=100.0, help="the round-trip bound")
@@ -398,6 +399,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changed", default="data", help="property the server changes in response")
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON and HTML go")
     args = parser.parse_args(argv)
+    if args.configs is None:
+        args.configs = [
+            config for config in CONFIGS if NGINX_CONF.is_file() or not config.startswith("nginx")
+        ]
+    elif any(config.startswith("nginx") for config in args.configs) and not NGINX_CONF.is_file():
+        print(
+            f"error: {NGINX_CONF} does not exist: bake with include_nginx to run nginx-1/nginx-2",
+            file=sys.stderr,
+        )
+        return 2
 
     results: dict[str, list[dict[str, Any]]] = {}
     for config in args.configs:

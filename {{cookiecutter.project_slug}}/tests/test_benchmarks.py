@@ -70,10 +70,12 @@ def test_memory_benchmark_prints_tables_and_writes_json_and_plot(memory_run: tup
 def test_report_combines_results(memory_run: tuple[str, Path]) -> None:
     _, results = memory_run
     expiry = {
-        "bokeh": "x", "python": "x", "cpus": 2, "args": {"sessions": 200},
-        "expiry": {
-            "project": {"max_loop_lag_ms": 40.0, "time_to_empty_s": 0.2, "left_at_end": 0},
-            "bare": {"max_loop_lag_ms": 400.0, "time_to_empty_s": None, "left_at_end": 3},
+        "bokeh": "x", "python": "x", "cpus": 2, "args": {"batches": [200]},
+        "expiry_sweep": {
+            "project": [{"sessions": 200, "max_loop_lag_ms": 40.0, "time_to_empty_s": 0.2, "left_at_end": 0,
+                         "empty_timeout_s": 60}],
+            "bare": [{"sessions": 200, "max_loop_lag_ms": 400.0, "time_to_empty_s": None, "left_at_end": 3,
+                      "empty_timeout_s": 60}],
         },
         "throughput": {
             "project_sessions_per_s": 8.0, "bare_sessions_per_s": 7.0, "ratio_project_over_bare": 1.14,
@@ -87,7 +89,7 @@ def test_report_combines_results(memory_run: tuple[str, Path]) -> None:
         timeout=60,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert "max loop lag 400 ms" in completed.stdout and "not empty (3 left)" in completed.stdout
+    assert "max loop lag 400 ms" in completed.stdout and "not empty after 60 s (3 left)" in completed.stdout
     assert "naive" in completed.stdout
     assert (results / "report.html").is_file()
 
@@ -152,3 +154,71 @@ def test_crowd_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
             assert row["attempted"] == 6 and row["admitted"] + row["refused"] + row["failed"] == 6
             assert row["samples"], "memory was sampled"
     assert "Bokeh" in (tmp_path / "crowd.html").read_text()
+
+
+def test_expiry_sweep_runs_and_writes_its_report(tmp_path: Path) -> None:
+    """Two tiny batches per server, each expiring at one check: the sweep's figures and plot exist."""
+    tiny = [
+        "--batches", "4", "8", "--empty-timeout-s", "5", "--check-margin-s", "1",
+        "--throughput-sessions", "2", "--rounds", "1",
+    ]  # fmt: skip
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "expiry_and_throughput.py"), *tiny, "--results-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=BENCHMARKS.parent,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "worst stall" in completed.stdout and "time to empty" in completed.stdout
+    report = json.loads((tmp_path / "expiry_and_throughput.json").read_text())
+    for server in ("project", "bare"):
+        runs = report["expiry_sweep"][server]
+        assert [run["sessions"] for run in runs] == [4, 8]
+        for run in runs:
+            assert run["max_loop_lag_ms"] > 0 and run["left_at_end"] >= 0
+    # The project empties a tiny batch at once; that is what its figure says.
+    assert all(run["time_to_empty_s"] is not None for run in report["expiry_sweep"]["project"])
+    assert "stall_ratio_largest_over_smallest" in report and report["throughput"]["rounds"] == 1
+    assert "Bokeh" in (tmp_path / "expiry_sweep.html").read_text()
+
+
+def test_capacity_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
+    """Two tiny steps per configuration (nginx ones when deploy/nginx.conf and nginx exist)."""
+    from {{ cookiecutter.package_name }}_devtools.nginx import NGINX_CONF, nginx_binary
+
+    configs = ["project", "bare"]
+    if NGINX_CONF.is_file() and nginx_binary() is not None:
+        configs += ["nginx-1", "nginx-2"]
+    tiny = [
+        "--configs",
+        *configs,
+        "--steps",
+        "2",
+        "4",
+        "--window-s",
+        "3",
+        "--settle-s",
+        "0.5",
+        "--probes",
+        "1",
+    ]
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "capacity.py"), *tiny, "--results-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=BENCHMARKS.parent,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "Users at p95" in completed.stdout
+    report = json.loads((tmp_path / "capacity.json").read_text())
+    assert list(report["steps"]) == configs
+    for config in configs:
+        rows = report["steps"][config]
+        assert rows and rows[0]["users"] == 2
+        assert all(row["round_trips"] > 0 for row in rows), rows  # the server's data came back
+        assert all(row["first_document_p95_ms"] > 0 for row in rows)
+        assert report["capacity"][config]["users"] in (0, 2, 4)
+    assert set(report["ratios"]) == {"project_over_bare", "nginx_2_over_1"}
+    assert "Bokeh" in (tmp_path / "capacity.html").read_text()
