@@ -33,7 +33,9 @@ def clean_slate(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(frozen_heap, "_discarded", [])
     monkeypatch.setattr(frozen_heap, "_previous", [])
     monkeypatch.setattr(frozen_heap, "_next_reclaim_at", 0.0)
-    frozen_heap.freeze_all()  # baseline: the heap as it is, so growth does not ask for a reclaim
+    monkeypatch.setattr(frozen_heap, "_discards", 0)
+    monkeypatch.setattr(frozen_heap, "_garbage_per_discard", frozen_heap.GARBAGE_PER_DISCARD)
+    frozen_heap.freeze_all()
     yield
 
 
@@ -88,3 +90,19 @@ def test_reclaims_keep_to_their_time_budget(clean_slate: None, monkeypatch: pyte
     monkeypatch.setattr(frozen_heap, "_next_reclaim_at", 0.0)  # the budget allows it again
     frozen_heap.after_release(0.0)
     assert held() is None and frozen_heap.reclaims == reclaims + 1  # it was still remembered
+
+
+def test_garbage_estimated_at_half_the_frozen_heap_asks_for_a_reclaim(
+    clean_slate: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frozen = gc.get_freeze_count()
+    per_discard = frozen_heap.GARBAGE_PER_DISCARD
+    reclaims = frozen_heap.reclaims
+    below = int(frozen_heap.RECLAIM_SHARE * frozen / per_discard) - 100
+    monkeypatch.setattr(frozen_heap, "_discards", below)
+    frozen_heap.after_release(0.0)
+    assert frozen_heap.reclaims == reclaims  # control: just below the share
+    monkeypatch.setattr(frozen_heap, "_discards", below + 400)  # 12,000 objects past the share
+    frozen_heap.after_release(0.0)
+    assert frozen_heap.reclaims == reclaims + 1
+    assert frozen_heap._discards == 0  # counted afresh; the reclaim measured what they left

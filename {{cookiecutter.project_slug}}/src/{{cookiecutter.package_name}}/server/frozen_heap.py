@@ -16,8 +16,9 @@ tracked object into a permanent generation that no collection walks, in constant
   of a discarded session that hold its document (and most others: about 10-20 objects of a
   discarded demo session are left in cycles, none holding its document), so this is rare. A
   release reclaims when a document discarded before the previous release is still alive (its
-  data must not wait), and when the frozen heap has grown by half (``RECLAIM_GROWTH``) since the
-  last reclaim; reclaims take at most 1/``RECLAIM_TIME_FACTOR`` of the time (a reclaim of d
+  data must not wait), and when the garbage estimated in the frozen heap reaches half of it
+  (``RECLAIM_SHARE``: discards since the last reclaim times the objects one leaves, which each
+  reclaim measures); reclaims take at most 1/``RECLAIM_TIME_FACTOR`` of the time (a reclaim of d
   seconds waits d x that factor before the next). A document still alive after a reclaim is a
   real leak (``stall_free`` logs its module's referrers) and no longer asks for one. The memory
   guard reclaims whenever it sheds sessions.
@@ -39,8 +40,11 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 
 log = logging.getLogger(__name__)
 
-#: Reclaim (one full walk) once the frozen heap has grown by this share since the last reclaim.
-RECLAIM_GROWTH = 0.5
+#: Reclaim (one full walk) once the garbage estimated in the frozen heap is this share of it.
+RECLAIM_SHARE = 0.5
+#: Objects a discarded session leaves in reference cycles, until a reclaim has measured it
+#: (demo app: 10-30, depending on the Bokeh version).
+GARBAGE_PER_DISCARD = 30.0
 #: After a reclaim of d seconds, the next one waits at least d times this (reclaims <= 5 % of the time).
 RECLAIM_TIME_FACTOR = 20
 
@@ -48,6 +52,8 @@ _lock = threading.Lock()
 _enabled = False
 _baseline = 0
 _next_reclaim_at = 0.0
+_discards = 0  # since the last reclaim
+_garbage_per_discard = GARBAGE_PER_DISCARD
 #: Reclaims done by this process (tests, diagnostics).
 reclaims = 0
 _timers: dict[int, PeriodicCallback] = {}
@@ -78,9 +84,11 @@ def freeze_all() -> int:
 
 def watch_discarded(document: Any) -> None:
     """Note a document being discarded: if a cycle keeps it frozen, a release reclaims it."""
+    global _discards
     if _enabled:
         with _lock:
             _discarded.append(weakref.ref(document))
+            _discards += 1
 
 
 def freeze_survivors() -> None:
@@ -94,24 +102,29 @@ def freeze_survivors() -> None:
 
 def _reclaim_due() -> str:
     """After a release, why a reclaim is due ("" if not): a document discarded before the previous
-    release is alive, or the frozen heap grew by half; and the time budget allows."""
+    release is alive, or the garbage estimated in the frozen heap (discards since the last reclaim
+    times what one leaves, as the last reclaim measured) is ``RECLAIM_SHARE`` of it; and the time
+    budget allows."""
     global _discarded, _previous
     with _lock:
         held = [ref for ref in _previous if ref() is not None]
         _previous, _discarded = _discarded, []
-        grown = gc.get_freeze_count() > (1 + RECLAIM_GROWTH) * _baseline
+        garbage = _discards * _garbage_per_discard
+        grown = garbage > RECLAIM_SHARE * gc.get_freeze_count()
     if not (held or grown):
         return ""
     if time.monotonic() < _next_reclaim_at:
         with _lock:
             _previous.extend(held)  # still due: ask again at the next release
         return ""
-    return f"{len(held)} discarded document(s) held" if held else "the frozen heap grew by half"
+    if held:
+        return f"{len(held)} discarded document(s) held"
+    return f"{_discards} discards since the last reclaim, about {garbage:.0f} objects in cycles"
 
 
 def reclaim(reason: str = "asked") -> int:
     """Unfreeze, collect everything once, freeze again. Returns how many objects were collected."""
-    global _baseline, _next_reclaim_at, reclaims
+    global _baseline, _next_reclaim_at, reclaims, _discards, _garbage_per_discard
     if not _enabled:
         return 0
     with _lock:
@@ -124,6 +137,9 @@ def reclaim(reason: str = "asked") -> int:
         duration = time.perf_counter() - started
         _next_reclaim_at = time.monotonic() + RECLAIM_TIME_FACTOR * duration
         reclaims += 1
+        if _discards >= 100:  # enough to measure what a discard leaves
+            _garbage_per_discard = max(collected / _discards, 1.0)
+        _discards = 0
     log.info(
         "Reclaimed %d objects from the frozen heap (%d -> %d) in %.0f ms: %s",
         collected, before, _baseline, duration * 1e3, reason,
