@@ -87,16 +87,18 @@ JOIN_BATCH = 10
 
 @dataclass
 class Target:
-    """Where users connect, and the processes that serve them (for CPU and memory)."""
+    """Where users connect, the server processes behind it, and nginx if it is in front."""
 
     name: str
     page_url: str
     websocket_url: str
-    processes: list[ServedProcess]
+    servers: list[ServedProcess]
+    proxy: ServedProcess | None = None
 
-    def pids(self) -> list[int]:
+    def pids(self, proxy: bool = False) -> list[int]:
+        """The servers' process ids, or nginx's (master and workers)."""
         pids = []
-        for served in self.processes:
+        for served in ([self.proxy] if self.proxy else []) if proxy else self.servers:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process = psutil.Process(served.pid)
                 pids += [process.pid, *(child.pid for child in process.children(recursive=True))]
@@ -215,13 +217,14 @@ async def ramp(load: Load, args: argparse.Namespace) -> list[dict[str, Any]]:
         for users in args.steps:
             await load.join(users - len(load.users))
             await asyncio.sleep(args.settle_s)
-            pids = load.target.pids()
-            started, server_cpu, own_cpu = time.monotonic(), cpu_seconds(pids), sum(own.cpu_times()[:2])
+            pids, proxy = load.target.pids(), load.target.pids(proxy=True)
+            cpu = (cpu_seconds(pids), cpu_seconds(proxy), sum(own.cpu_times()[:2]))
+            started = time.monotonic()
             first = await asyncio.gather(
                 load.first_documents(args.probes, args.window_s), asyncio.sleep(args.window_s)
             )
             wall = time.monotonic() - started
-            rows.append(step_row(load, users, started, wall, first[0], pids, server_cpu, own_cpu))
+            rows.append(step_row(load, users, started, wall, first[0], (pids, proxy), cpu))
             print(f"  {load.target.name}: {step_text(rows[-1])}", flush=True)
             if rows[-1]["p95_ms"] > args.p95_ms:
                 break
@@ -232,13 +235,17 @@ async def ramp(load: Load, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def step_row(
-    load: Load, users: int, started: float, wall: float, first: list[float], pids: list[int],
-    server_cpu: float, own_cpu: float,
+    load: Load, users: int, started: float, wall: float, first: list[float],
+    pids: tuple[list[int], list[int]], cpu_before: tuple[float, float, float],
 ) -> dict[str, Any]:  # fmt: skip
     ended = started + wall
     trips = [seconds * 1000 for at, seconds in load.round_trips if started <= at <= ended]
     lags = [late * 1000 for at, late in load.lag if started <= at <= ended]
-    own = psutil.Process()
+    servers, proxy = pids
+    cpu_after = (cpu_seconds(servers), cpu_seconds(proxy), sum(psutil.Process().cpu_times()[:2]))
+    servers_cpu, proxy_cpu, own_cpu = (
+        100 * (after - before) / wall for after, before in zip(cpu_after, cpu_before, strict=True)
+    )
     return {
         "users": users,
         "round_trips": len(trips),
@@ -248,19 +255,25 @@ def step_row(
         "max_ms": round(max(trips, default=float("nan")), 1),
         "first_document_p50_ms": round(percentile([s * 1000 for s in first], 0.50), 1),
         "first_document_p95_ms": round(percentile([s * 1000 for s in first], 0.95), 1),
-        "server_cpu_percent": round(100 * (cpu_seconds(pids) - server_cpu) / wall, 1),
-        "loadgen_cpu_percent": round(100 * (sum(own.cpu_times()[:2]) - own_cpu) / wall, 1),
+        "server_cpu_percent": round(servers_cpu, 1),
+        "nginx_cpu_percent": round(proxy_cpu, 1),
+        "loadgen_cpu_percent": round(own_cpu, 1),
         "loadgen_lag_p95_ms": round(percentile(lags, 0.95), 1),
-        "server_rss_mb": round(rss_mb(pids), 1),
+        "server_rss_mb": round(rss_mb(servers), 1),
     }
+
+
+def cpu_text(row: dict[str, Any]) -> str:
+    shares = (row["server_cpu_percent"], row["nginx_cpu_percent"], row["loadgen_cpu_percent"])
+    return " / ".join(f"{share:.0f}" for share in shares) + " %"
 
 
 def step_text(row: dict[str, Any]) -> str:
     return (
         f"{row['users']} users: p50 {row['p50_ms']:.0f} ms, p95 {row['p95_ms']:.0f} ms "
         f"({row['round_trips']} round trips, {row['timeouts']} timeouts), first plot p95 "
-        f"{row['first_document_p95_ms']:.0f} ms, server CPU {row['server_cpu_percent']:.0f} %, "
-        f"load generator CPU {row['loadgen_cpu_percent']:.0f} %"
+        f"{row['first_document_p95_ms']:.0f} ms, CPU: servers {row['server_cpu_percent']:.0f} %, "
+        f"nginx {row['nginx_cpu_percent']:.0f} %, load generator {row['loadgen_cpu_percent']:.0f} %"
     )
 
 
@@ -270,7 +283,7 @@ def serving(config: str) -> Iterator[Target]:
     with contextlib.ExitStack() as stack:
         count = int(config.split("-")[1]) if config.startswith("nginx") else 1
         ports = [free_port() for _ in range(count)]
-        processes = []
+        servers = []
         for port in ports:
             if config == "bare":
                 command = bokeh_command(APP_DIR, port, *SERVER_FLAGS)
@@ -278,18 +291,17 @@ def serving(config: str) -> Iterator[Target]:
                 command = project_command(port, *SERVER_FLAGS)
             served = start_server(command, port, env=None if config == "bare" else PROJECT_ENV)
             stack.callback(served.kill)
-            processes.append(served)
-        port = ports[0]
+            servers.append(served)
+        port, nginx = ports[0], None
         if config.startswith("nginx"):
             port = free_port()
             directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="capacity-nginx-")))
             nginx = stack.enter_context(running_nginx(directory, ports, port, page_rate="100000r/s"))
-            processes.append(nginx)
             if not wait_for_http(f"http://127.0.0.1:{port}/healthz"):
                 raise RuntimeError(f"nginx did not answer:\n{nginx.log[-2000:]}")
-        for served in processes[:count]:
+        for served in servers:
             assert READY_LINE in served.log
-        yield Target(config, f"http://127.0.0.1:{port}/app", f"ws://127.0.0.1:{port}/app/ws", processes)
+        yield Target(config, f"http://127.0.0.1:{port}/app", f"ws://127.0.0.1:{port}/app/ws", servers, nginx)
 
 
 def wait_for_http(url: str, timeout: float = 15.0) -> bool:
@@ -317,7 +329,9 @@ def capacity(rows: list[dict[str, Any]], bound_ms: float) -> dict[str, Any]:
         "first_document_p50_ms": at["first_document_p50_ms"] if at else None,
         "first_document_p95_ms": at["first_document_p95_ms"] if at else None,
         "server_cpu_percent": at["server_cpu_percent"] if at else None,
+        "nginx_cpu_percent": at["nginx_cpu_percent"] if at else None,
         "loadgen_cpu_percent": at["loadgen_cpu_percent"] if at else None,
+        "loadgen_lag_p95_ms": at["loadgen_lag_p95_ms"] if at else None,
         "server_rss_mb": at["server_rss_mb"] if at else None,
     }
 
@@ -340,7 +354,10 @@ def summary_rows(capacities: dict[str, dict[str, Any]]) -> list[list[str]]:
         cpu = (
             "-"
             if cap["server_cpu_percent"] is None
-            else (f"{cap['server_cpu_percent']:.0f} % / {cap['loadgen_cpu_percent']:.0f} %")
+            else (
+                f"{cap['server_cpu_percent']:.0f} % / {cap['nginx_cpu_percent']:.0f} % / "
+                f"{cap['loadgen_cpu_percent']:.0f} %"
+            )
         )
         rss = "-" if cap["server_rss_mb"] is None else f"{cap['server_rss_mb']:.0f} MB"
         rows.append([config, users, first, cpu, rss])
@@ -415,17 +432,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{config}:", flush=True)
         results[config] = asyncio.run(measure(config, args))
     capacities = {config: capacity(rows, args.p95_ms) for config, rows in results.items()}
-    header = ["users", "p50", "p95", "timeouts", "first plot p50/p95", "server CPU", "loadgen CPU", "RSS"]
+    header = ["users", "p50", "p95", "timeouts", "first plot p50/p95", "CPU servers/nginx/loadgen", "RSS"]
     for config, rows in results.items():
         print(f"\n{config}")
         print(format_table(header, [[
             str(row["users"]), f"{row['p50_ms']:.0f} ms", f"{row['p95_ms']:.0f} ms", str(row["timeouts"]),
             f"{row['first_document_p50_ms']:.0f} / {row['first_document_p95_ms']:.0f} ms",
-            f"{row['server_cpu_percent']:.0f} %", f"{row['loadgen_cpu_percent']:.0f} %",
+            cpu_text(row),
             f"{row['server_rss_mb']:.0f} MB",
         ] for row in rows]))  # fmt: skip
     print(f"\nUsers at p95 <= {args.p95_ms:g} ms (slider -> new plot data), {os.cpu_count()} CPUs")
-    summary = ["config", "users", "first plot p50/p95", "CPU servers / load generator", "server RSS"]
+    summary = ["config", "users", "first plot p50/p95", "CPU servers / nginx / load generator", "server RSS"]
     print(format_table(summary, summary_rows(capacities)))
     ratios = {
         "project_over_bare": ratio(capacities.get("project"), capacities.get("bare")),
