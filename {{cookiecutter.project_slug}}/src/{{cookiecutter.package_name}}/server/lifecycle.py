@@ -39,6 +39,7 @@ def on_server_loaded(server_context: Any) -> None:
         memory.bind_loop(IOLoop.current().asyncio_loop)  # type: ignore[attr-defined]
     if get_settings().release_memory:
         memory.watch_collections()
+        memory.enable_step_trims()
         memory.use_mmap_for_large_blocks()
         memory.limit_arenas()
     package_logger = logging.getLogger(PACKAGE)

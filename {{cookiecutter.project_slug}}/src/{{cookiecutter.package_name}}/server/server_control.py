@@ -100,11 +100,13 @@ async def discard_in_slices(
     Bokeh checks ``should_discard`` again under the session's document lock, as its own expiry
     does. After each discard that ends a slice of ``slice_ms``, the event loop gets a turn: a batch
     of any size never blocks it for much longer than one slice. Memory releases are held until the
-    last discard (``memory.releases_held``). ``skip_blocked`` leaves sessions whose document lock
-    is held or awaited (Bokeh's expiry does); ``request_expiration`` marks each one expired first
-    (Bokeh's rule then ignores its idle time). Returns how many sessions were discarded.
+    last discard (``memory.releases_held``); the C heap is trimmed between slices in steps
+    (``memory.trim_step``), so that no single trim has a whole batch to walk. ``skip_blocked``
+    leaves sessions whose document lock is held or awaited (Bokeh's expiry does);
+    ``request_expiration`` marks each one expired first (Bokeh's rule then ignores its idle time).
+    Returns how many sessions were discarded.
     """
-    discarded = 0
+    discarded = since_trim = 0
     with memory.releases_held():
         slice_started = time.perf_counter()
         for context, session in pairs:
@@ -112,8 +114,11 @@ async def discard_in_slices(
                 continue
             if request_expiration and session.connection_count == 0 and not session.destroyed:
                 session.request_expiration()
-            discarded += await discard_one(context, session, should_discard)
+            went = await discard_one(context, session, should_discard)
+            discarded, since_trim = discarded + went, since_trim + went
             if (time.perf_counter() - slice_started) * 1000 >= slice_ms:
+                if memory.trim_step(since_trim):
+                    since_trim = 0
                 await asyncio.sleep(0)  # one turn of the loop: requests and callbacks waiting now run
                 slice_started = time.perf_counter()
     return discarded
