@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import rendered_checks
 from conftest import interpreters
+from test_hostile_answers import NAMES_THAT_BAKE
 
 CORE_FILES = {
     ".cookiecutter-replay.json",
@@ -210,6 +211,29 @@ def test_rendered_project_suite_passes(project_python: Path, default_project: Pa
     assert completed.returncode == 0, tail + completed.stderr[-3000:]
     passed = re.search(r"\b(\d+) passed\b", completed.stdout)
     assert passed and int(passed.group(1)) >= 13, tail
+
+
+@pytest.mark.parametrize(("name", "slug"), NAMES_THAT_BAKE)
+def test_projects_named_by_hostile_names_pass_their_smoke_tests(
+    cookies, project_python: Path, name: str, slug: str
+) -> None:
+    """Baked from ``project_name`` alone, each project installs beside the default one and its own
+    smoke tests (a real server, a page, a websocket session, the slider callback) pass."""
+    result = cookies.bake(extra_context={"project_name": name})
+    assert result.exit_code == 0, result.exception
+    project = Path(result.project_path)
+    assert project.name == slug
+    pip = [str(project_python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"]
+    subprocess.run([*pip, "-e", str(project)], check=True, timeout=300)
+    completed = subprocess.run(
+        [str(project_python), "-m", "pytest", "tests/test_smoke.py", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert re.search(r"\b3 passed\b", completed.stdout), completed.stdout[-2000:]
 
 
 def test_rendered_project_browser_tests_pass(project_python: Path, default_project: Path) -> None:

@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from {{ cookiecutter.package_name }}.server.serve import APP_DIR
+from {{ cookiecutter.package_name }}.server.session_gate import WARM_UP_PREFIX
 from {{ cookiecutter.package_name }}.server.settings import env_var
 from {{ cookiecutter.package_name }}_devtools.polling import wait_until
 from {{ cookiecutter.package_name }}_devtools.serving import (
@@ -38,7 +39,7 @@ from {{ cookiecutter.package_name }}_devtools.serving import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CLEANED = re.compile(r"^(\d+\.\d+) Session (\S+) cleaned up")
+CLEANED = re.compile(rf"^(\d+\.\d+) Session (?!{re.escape(WARM_UP_PREFIX)})(\S+) cleaned up")
 
 
 def start(name: str, lifetime_ms: int, check_ms: int) -> ServedProcess:

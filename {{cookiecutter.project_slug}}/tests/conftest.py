@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from {{ cookiecutter.package_name }}.server import stall_free
 from {{ cookiecutter.package_name }}.server.serve import APP_DIR
 from {{ cookiecutter.package_name }}.server.settings import env_var, get_settings
+from {{ cookiecutter.package_name }}_devtools.memory_cgroup import cgroup_unavailable_reason
 from {{ cookiecutter.package_name }}_devtools.testing import RunningServer, running_server
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -44,3 +46,15 @@ def payload_mb(settings_env: pytest.MonkeyPatch) -> float:
     """Make every session of the demo app hold 20 MB, so a leak cannot hide in RSS noise."""
     settings_env.setenv(env_var("session_payload_mb"), "20")
     return 20.0
+
+
+@pytest.fixture(scope="session")
+def real_memory_limit() -> None:
+    """Tests that need a real kernel memory limit: skipped with the reason where no memory cgroup
+    can be made here (not root, no controller), and failed instead under ``CI``, where they must run."""
+    reason = cgroup_unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the memory-limit tests, but no memory cgroup can be made: {reason}")
+    pytest.skip(f"no memory cgroup can be made here: {reason}")

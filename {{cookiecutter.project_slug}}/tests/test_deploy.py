@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -31,10 +32,10 @@ from pathlib import Path
 import pytest
 from bokeh.client import pull_session
 
+from {{ cookiecutter.package_name }}.server.serve import READY_MESSAGE
 from {{ cookiecutter.package_name }}.server.settings import ENV_PREFIX, PACKAGE
 from {{ cookiecutter.package_name }}_devtools.polling import wait_until
 from {{ cookiecutter.package_name }}_devtools.serving import (
-    READY_LINE,
     ServedProcess,
     free_port,
     project_command,
@@ -321,7 +322,7 @@ def nginx_in_front(
         )
         stack.callback(nginx.stop)
         for backend in backends:
-            assert backend.wait_for(READY_LINE), backend.log
+            assert backend.wait_for(READY_MESSAGE), backend.log
         wait_for_port(listen_port, nginx)
         yield listen_port, backends, ports
 
@@ -431,9 +432,14 @@ def test_nginx_limits_pages_per_client_and_request_bodies(tmp_path: Path) -> Non
     """The shipped limits: a quick run of page GETs from one address gets 429 past the burst,
     while /healthz from the same address does not; a body over 1 MiB gets 413."""
     with nginx_in_front(tmp_path) as (listen_port, _backends, ports):
+        started = time.monotonic()
         statuses = [http_get(f"http://127.0.0.1:{listen_port}/app")[0] for _ in range(40)]
-        assert statuses.count(429) >= 10 and set(statuses) <= {200, 429}, statuses
-        assert 20 <= statuses.count(200) <= 30, "the burst of 20 (plus the 5/s refill) is let through"
+        elapsed = time.monotonic() - started
+        # The burst of 20 goes through at once, then 5 a second: on a slow machine more refill.
+        allowed = 20 + 5 * elapsed
+        assert set(statuses) <= {200, 429}, statuses
+        assert 20 <= statuses.count(200) <= allowed + 1, (statuses.count(200), round(elapsed, 2))
+        assert statuses.count(429) >= 1, f"40 pages in {elapsed:.1f} s from one address were all served"
         assert all(http_get(f"http://127.0.0.1:{listen_port}/healthz")[0] == 200 for _ in range(30))
         request = urllib.request.Request(
             f"http://127.0.0.1:{listen_port}/app", data=b"x" * 2**21, method="POST"

@@ -31,6 +31,12 @@ from bokeh.command.util import build_single_handler_application
 from bokeh.server.server import Server
 from tornado.ioloop import IOLoop
 
+from {{ cookiecutter.package_name }}.server import runtime
+from {{ cookiecutter.package_name }}.server.ops import OpsState, ops_patterns
+from {{ cookiecutter.package_name }}.server.runtime import Runtime
+from {{ cookiecutter.package_name }}.server.serve import APP_DIR
+from {{ cookiecutter.package_name }}.server.settings import Settings
+
 from .polling import wait_until
 
 T = TypeVar("T")
@@ -150,6 +156,23 @@ def running_server(
     finally:
         running.loop.add_callback(running.loop.stop)
         thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def running_runtime(settings: Settings, **server_kwargs: Any) -> Iterator[tuple[RunningServer, Runtime]]:
+    """The project's app on ``running_server`` with what ``python -m <package> serve`` adds attached
+    (operations routes, memory guard, admission control, ...) under ``settings``."""
+    state = OpsState()
+    patterns = [*server_kwargs.pop("extra_patterns", []), *ops_patterns(state)]
+    with running_server(APP_DIR, extra_patterns=patterns, **server_kwargs) as running:
+        attached = running.call(lambda: runtime.attach(running.server, state, settings))
+        try:
+            if settings.warm_up_sessions:  # as `serve` does before it announces the server
+                warm_up = attached.warm_up(settings.warm_up_sessions)
+                asyncio.run_coroutine_threadsafe(warm_up, running.loop.asyncio_loop).result(60)
+            yield running, attached
+        finally:
+            running.call(attached.stop)
 
 
 @dataclass

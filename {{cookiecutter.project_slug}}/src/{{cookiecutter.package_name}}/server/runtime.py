@@ -31,6 +31,10 @@ class Runtime:
     gate: SessionGate
     unconnected: UnconnectedSessions
 
+    async def warm_up(self, sessions: int) -> None:
+        """Build and discard throwaway sessions to measure a session's cost before users come."""
+        await self.gate.warm_up(sessions)
+
     def stop(self) -> None:
         """Stop the timers and handlers ``attach`` started (on the server's loop thread)."""
         self.guard.stop()

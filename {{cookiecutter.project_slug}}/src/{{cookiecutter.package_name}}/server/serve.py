@@ -24,6 +24,8 @@ from .ops import OpsState, ops_patterns
 from .settings import PACKAGE, check_origins, default_origins, get_settings
 from .shutdown import GracefulServer
 
+#: Logged when the server is set up and warmed up, after Bokeh's own "Bokeh app running at" line.
+READY_MESSAGE = "Ready for users"
 #: The Bokeh directory app this command serves: the app's folder, found by path, never imported.
 APP_DIR = Path(__file__).resolve().parent.parent / "app"
 
@@ -75,7 +77,14 @@ class ProductionServe(Serve):
         server = super().customize_server(server)
         settings = get_settings()
         attached = runtime.attach(server, self.ops_state, settings)
+        if settings.warm_up_sessions:
+            # The app's load hooks first (run_until_shutdown sees the server started), then the
+            # warm-up, all before Bokeh announces the server: users meet a measured server.
+            server.start()
+            server.io_loop.run_sync(lambda: attached.warm_up(settings.warm_up_sessions))
+        log = logging.getLogger(__name__)
         if settings.coalesce_gc:
             frozen = stall_free.freeze_startup_heap()
-            logging.getLogger(__name__).info("Froze %d startup objects out of later collections", frozen)
+            log.info("Froze %d startup objects out of later collections", frozen)
+        log.info("%s (Bokeh logs its URL above, before this setup)", READY_MESSAGE)
         return GracefulServer(attached, settings.drain_seconds)

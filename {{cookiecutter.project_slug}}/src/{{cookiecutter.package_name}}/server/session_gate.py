@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -45,6 +46,8 @@ TICKET_ATTRIBUTE = "_admission_ticket"
 #: Websocket close code 1013, "Try Again Later" (RFC 6455 registry).
 TRY_AGAIN_LATER = 1013
 LOG_EVERY_S = 10.0
+#: Session ids of the warm-up sessions start with this (logs, metrics and tests can tell them apart).
+WARM_UP_PREFIX = "warm-up-"
 
 _FULL_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Busy - please try again shortly</title>
@@ -137,6 +140,7 @@ class SessionGate:
         self._unlogged = 0
         self._last_log = 0.0
         self._originals: list[tuple[Any, str, Any]] = []
+        self._creators: list[tuple[Any, Any]] = []  # (context, its unwrapped create_session_if_needed)
 
     # --- installation ---------------------------------------------------------------------------
 
@@ -147,6 +151,7 @@ class SessionGate:
         )
         for context in server_control.application_contexts(self.server):
             original = context.create_session_if_needed
+            self._creators.append((context, original))
             self._wrap(
                 context, "create_session_if_needed", functools.partial(self._create, context, original)
             )
@@ -163,6 +168,25 @@ class SessionGate:
             else:
                 setattr(target, name, previous)
         self._originals.clear()
+
+    # --- warm-up -----------------------------------------------------------------------------------
+
+    async def warm_up(self, sessions: int) -> None:
+        """Build and discard ``sessions`` throwaway sessions of each app before users come.
+
+        The first pays for the app's first imports; the RSS growth of the last is admission's first
+        measured session cost, so a crowd at start is judged by a measurement, not admitted one at a
+        time. Their ids start with ``WARM_UP_PREFIX``; their cleanups run as for any session.
+        """
+        for context, create in self._creators:
+            for number in range(sessions):
+                before = self.admission.rss()
+                session = await create(f"{WARM_UP_PREFIX}{secrets.token_urlsafe(12)}")
+                after = self.admission.rss()
+                await server_control.discard_sessions([(context, session)])
+                if number == sessions - 1:
+                    self.admission.cost.note_created(before, after, alone=True)
+                    log.info("Warm-up: a session takes %.1f MB", (after - before) / 2**20)
 
     # --- the door -------------------------------------------------------------------------------
 

@@ -87,6 +87,9 @@ class Settings:
     max_sessions: int = 0
     #: ``Retry-After`` of a refused page, and the wait a refused websocket is told (s).
     retry_after_s: int = 5
+    #: Throwaway sessions built at start: the first warms the app's imports, the last measures what a
+    #: session costs, so admission control judges the first crowd by a measurement; 0: none.
+    warm_up_sessions: int = 2
     #: A session built for a page and not claimed by its websocket within this is discarded (ms).
     unconnected_grace_ms: int = 30000
     #: Largest HTTP request body accepted on the Bokeh port (KiB); larger ones get 400 unread.
@@ -214,7 +217,7 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(f"{env_var('memory_limit')}: {error}") from None
     if settings.drain_seconds < 0:
         raise SettingsError(f"{env_var('drain_seconds')} must not be negative, got {settings.drain_seconds}")
-    for name in ("memory_soft_limit_mb", "admission_limit_mb", "max_sessions"):
+    for name in ("memory_soft_limit_mb", "admission_limit_mb", "max_sessions", "warm_up_sessions"):
         if getattr(settings, name) < 0:
             raise SettingsError(f"{env_var(name)} must not be negative, got {getattr(settings, name)}")
     if settings.admission_limit_bytes > settings.memory_limit_bytes:
