@@ -16,6 +16,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import yaml
+from hook_loading import load_hook
+
+PRE_GEN = load_hook("pre_gen_project")
 
 try:
     import tomllib
@@ -44,18 +47,11 @@ SECRET_PLACEHOLDER = "@GENERATED_SECRET_KEY@"
 SECRET_FILE = "k8s/secret.yaml"
 #: Bokeh warns about keys shorter than this (``bokeh/settings.py``).
 MIN_SECRET_KEY_LENGTH = 32
-#: Suffix of the setting (env var / ConfigMap key) holding the memory soft limit in MiB.
 #: Settings in MiB that must stay below the container's memory limit: the guard's soft limit and
 #: the admission limit (no new session past it).
 LIMIT_SUFFIXES = ("MEMORY_SOFT_LIMIT_MB", "ADMISSION_LIMIT_MB")
 #: Kinds whose pods are described by ``spec.template.spec`` (a Pod's own spec is ``spec``).
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
-_QUANTITY = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
-_SUFFIX_BYTES = {
-    None: 1,
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-}  # fmt: skip
 _TOKEN = re.compile(r"""[^\s"',\[\]=\\]+""")
 _WHOLE_NUMBER = re.compile(r"[0-9]+")
 
@@ -362,10 +358,7 @@ def quantity_bytes(value: object) -> int | None:
     """A Kubernetes memory quantity (``512Mi``, ``1Gi``, ``2G``, a plain number) in bytes, else ``None``."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
-    match = _QUANTITY.fullmatch(str(value).strip())
-    if match is None:
-        return None
-    return int(float(match["number"]) * _SUFFIX_BYTES[match["suffix"]])
+    return PRE_GEN.quantity_to_bytes(str(value).strip())  # the one parser the answers went through
 
 
 def pod_containers(document: object) -> list[dict]:

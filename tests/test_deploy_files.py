@@ -27,6 +27,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from rendered_checks import quantity_bytes
 
 KUBERNETES_VERSION = "1.30.0"
 #: Bokeh's default ``--keep-alive`` ping interval: proxy idle timeouts must be longer.
@@ -43,12 +44,6 @@ TIMEOUTS = (
     ("check_unused_sessions_ms", "--check-unused-sessions", "CHECK_UNUSED_SESSIONS_MS"),
 )
 K8S_FILES = {"configmap.yaml", "deployment.yaml", "service.yaml", "ingress.yaml", "pdb.yaml", "hpa.yaml"}
-_QUANTITY = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
-_SUFFIX_BYTES = {
-    None: 1,
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-}  # fmt: skip
 
 FLAGS = ("signed_sessions", "include_kubernetes", "include_nginx")
 MATRIX = [
@@ -71,14 +66,6 @@ def option_id(options: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------
 # Reading the files
 # ---------------------------------------------------------------------------------------------
-
-
-def quantity_bytes(value: object) -> int | None:
-    """A Kubernetes memory quantity in bytes, or ``None`` if it is not one."""
-    match = _QUANTITY.fullmatch(str(value).strip()) if isinstance(value, (str, int)) else None
-    if match is None:
-        return None
-    return int(float(match["number"]) * _SUFFIX_BYTES[match["suffix"]])
 
 
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
