@@ -86,5 +86,11 @@ class ProductionServe(Serve):
         if settings.coalesce_gc:
             frozen = stall_free.freeze_startup_heap()
             log.info("Froze %d startup objects out of later collections", frozen)
-        log.info("%s (Bokeh logs its URL above, before this setup)", READY_MESSAGE)
+        cost = attached.gate.admission.cost.estimate()
+        log.info(
+            "%s: new sessions admitted below %.0f MB RSS (memory limit %s), idle ones shed above %.0f MB, "
+            "a session measured at %s",
+            READY_MESSAGE, settings.admission_limit_bytes / 2**20, settings.memory_limit,
+            settings.memory_soft_limit_bytes / 2**20, "-" if cost is None else f"{cost / 2**20:.1f} MB",
+        )  # fmt: skip
         return GracefulServer(attached, settings.drain_seconds)
