@@ -136,6 +136,7 @@ def one_session_server() -> RunningServer:
             running.call(attached.stop)
 
 
+@pytest.mark.requires_patch("session_gate")
 def test_a_refused_page_gets_503_retry_after_and_a_page(
     one_session_server: RunningServer,
 ) -> None:
@@ -156,6 +157,7 @@ def test_a_refused_page_gets_503_retry_after_and_a_page(
     assert websocket.status == 101
 
 
+@pytest.mark.requires_patch("session_gate")
 def test_a_refused_websocket_is_closed_with_1013_and_why(
     one_session_server: RunningServer,
 ) -> None:
@@ -186,6 +188,7 @@ def metric(text: str, name: str) -> float:
     return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
 
 
+@pytest.mark.requires_patch("session_gate")
 def test_a_page_session_without_websocket_is_discarded_after_the_grace() -> None:
     """Control in the same run: a connected session, older than the grace, is still there."""
     settings = dataclasses.replace(get_settings(), unconnected_grace_ms=400)
