@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 from bokeh.client import pull_session
 
-from {{ cookiecutter.package_name }}.server import patches
+from {{ cookiecutter.package_name }}.server import cli, patches
 from {{ cookiecutter.package_name }}.server.settings import SettingsError, env_var, get_settings
 from {{ cookiecutter.package_name }}_devtools.pretend import pretend_bokeh_env
 from {{ cookiecutter.package_name }}_devtools.serving import free_port, project_command, project_server
@@ -122,6 +122,20 @@ def test_required_pieces_fail_closed_and_bad_values_are_named(decide: pytest.Mon
     decide.setenv(env_var("bokeh_patches"), "sometimes")
     with pytest.raises(SettingsError, match=env_var("bokeh_patches")):
         redecide()
+
+
+def test_the_patches_command_lists_each_piece_and_fails_when_one_is_off(
+    decide: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = 0 if all(status.active for status in patches.statuses().values()) else 1
+    assert cli.main(["patches"]) == expected
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in patches.NAMES), listed
+    decide.setattr(patches, "bokeh_version", lambda: UNVERIFIED)
+    patches.reset()
+    assert cli.main(["patches"]) == 1
+    out = capsys.readouterr().out
+    assert f"Bokeh {UNVERIFIED}: NOT verified" in out and out.count("OFF") == len(patches.NAMES), out
 
 
 def patch_gauges(metrics_text: str) -> dict[str, float]:

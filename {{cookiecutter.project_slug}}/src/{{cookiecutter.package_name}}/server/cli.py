@@ -1,4 +1,5 @@
-"""Command line of the server: ``serve`` (``bokeh serve`` with this project's defaults)."""
+"""Command line of the server: ``serve`` (``bokeh serve`` with this project's defaults) and ``patches``
+(which runtime pieces are on for the installed Bokeh; exit status 1 if any is off)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from . import patches
 from .serve import ProductionServe
 from .settings import PACKAGE, SettingsError
 
@@ -16,6 +18,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     serve_parser = subparsers.add_parser(ProductionServe.name, help=ProductionServe.help)
     serve_parser.set_defaults(invoke=ProductionServe(parser=serve_parser).invoke)
+    report = "Which runtime pieces that use Bokeh internals are on here, and why (exit 1: one is off)"
+    patches_parser = subparsers.add_parser("patches", help=report, description=report)
+    patches_parser.set_defaults(invoke=lambda args: patches.print_report())
     return parser
 
 

@@ -34,8 +34,10 @@ import functools
 import importlib
 import inspect
 import logging
+import sys
 import threading
 from dataclasses import dataclass
+from typing import TextIO
 
 import bokeh
 
@@ -286,3 +288,16 @@ def report() -> dict[str, object]:
         "bokeh_verified": is_verified(version),
         "patches": {name: {"active": s.active, "reason": s.reason} for name, s in statuses().items()},
     }
+
+
+def print_report(stream: TextIO | None = None) -> int:
+    """``python -m <package> patches``: each piece on or off, with the reason; 1 if any is off."""
+    stream = sys.stdout if stream is None else stream
+    version = bokeh_version()
+    verdict = "verified" if is_verified(version) else "NOT verified"
+    mode = f"{env_var('bokeh_patches')}={get_settings().bokeh_patches}"
+    print(f"Bokeh {version}: {verdict} (verified: {verified_versions()}); {mode}", file=stream)
+    decided = statuses()
+    for status in decided.values():
+        print(f"  {status.name:<17} {'on ' if status.active else 'OFF'}  {status.reason}", file=stream)
+    return 0 if all(status.active for status in decided.values()) else 1
