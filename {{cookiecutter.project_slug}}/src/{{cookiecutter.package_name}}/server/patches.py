@@ -71,7 +71,8 @@ PIECES = (
     ),
     Piece(
         "session_gate",
-        "NO ADMISSION CONTROL: a crowd can take the process past its memory limit, as with bare bokeh serve",
+        "NO ADMISSION CONTROL: a crowd can take the process past its memory limit, as with bare bokeh "
+        "serve; sessions nobody connects to wait for the idle lifetime",
         needs=("server_control",),
     ),
     Piece(
