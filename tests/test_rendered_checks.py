@@ -145,7 +145,7 @@ def test_leftover_check_skips_binary_git_and_github(project: Path, answers: dict
     (project / ".git").mkdir()
     (project / ".git" / "COMMIT_EDITMSG").write_text("{{ anything }}", encoding="utf-8")
     workflow = project / ".github" / "workflows" / "ci.yml"
-    workflow.parent.mkdir(parents=True)
+    workflow.parent.mkdir(parents=True, exist_ok=True)  # baked projects have one
     workflow.write_text("python-version: ${{ matrix.python }}\n", encoding="utf-8")
     assert checks.check_no_template_leftovers(project, answers) == []
 

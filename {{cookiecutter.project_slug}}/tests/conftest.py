@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.server import stall_free
+from {{ cookiecutter.package_name }}.server import patches, stall_free
 from {{ cookiecutter.package_name }}.server.serve import APP_DIR
 from {{ cookiecutter.package_name }}.server.settings import env_var, get_settings
 from {{ cookiecutter.package_name }}_devtools.memory_cgroup import cgroup_unavailable_reason
@@ -20,6 +20,15 @@ TESTS_DIR = Path(__file__).resolve().parent
 def pytest_configure(config: pytest.Config) -> None:
     """Run every in-process server as ``python -m <package> serve`` runs: with stall-free expiry."""
     stall_free.install()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.requires_patch(name, ...)``: skip, with the reason, where a piece is off here."""
+    for mark in item.iter_markers("requires_patch"):
+        for name in mark.args:
+            status = patches.statuses()[name]
+            if not status.active:
+                pytest.skip(f"{name} is off: {status.reason}")
 
 
 @pytest.fixture

@@ -128,6 +128,7 @@ def one_session_server() -> Iterator[RunningServer]:
         yield running
 
 
+@pytest.mark.requires_patch("session_gate")
 def test_a_refused_page_gets_503_retry_after_and_a_page(
     one_session_server: RunningServer,
 ) -> None:
@@ -148,6 +149,7 @@ def test_a_refused_page_gets_503_retry_after_and_a_page(
     assert websocket.status == 101
 
 
+@pytest.mark.requires_patch("session_gate")
 def test_a_refused_websocket_is_closed_with_1013_and_why(
     one_session_server: RunningServer,
 ) -> None:
@@ -178,6 +180,7 @@ def metric(text: str, name: str) -> float:
     return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
 
 
+@pytest.mark.requires_patch("session_gate")
 def test_a_page_session_without_websocket_is_discarded_after_the_grace() -> None:
     """Control in the same run: a connected session, older than the grace, is still there."""
     settings = dataclasses.replace(get_settings(), unconnected_grace_ms=400)

@@ -65,6 +65,7 @@ def test_routes_answer_and_create_no_session(cli) -> None:
     assert metric(text, "bokeh_sessions_live") == 1
 
 
+@pytest.mark.requires_patch("server_control")
 def test_memory_guard_sheds_idle_sessions_only_and_recovers() -> None:
     settings = dataclasses.replace(get_settings(), memory_check_interval_ms=100)
     # A lifetime of a minute: only the guard can expire sessions during this test.
@@ -90,6 +91,7 @@ def test_memory_guard_sheds_idle_sessions_only_and_recovers() -> None:
                 client.close()
 
 
+@pytest.mark.requires_patch("server_control")
 def test_sigterm_drains_then_runs_every_cleanup_and_exits_0() -> None:
     drain = 2.0
     with project_server(env={env_var("drain_seconds"): str(drain)}) as server:

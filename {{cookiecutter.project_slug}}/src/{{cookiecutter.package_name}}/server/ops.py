@@ -17,7 +17,7 @@ from typing import Any
 from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
 
-from . import metrics
+from . import metrics, patches
 
 
 class LoopLagMonitor:
@@ -95,7 +95,7 @@ class _OpsHandler(RequestHandler):
 
 
 class HealthHandler(_OpsHandler):
-    """Liveness: the process and its event loop answer."""
+    """Liveness: the process and its event loop answer; also which runtime pieces are on."""
 
     def get(self) -> None:
         self.write_json(
@@ -105,6 +105,7 @@ class HealthHandler(_OpsHandler):
                 "uptime_s": round(time.time() - self.state.started_at, 1),
                 "loop_lag_ms": round(self.state.lag.window_lag_s * 1e3, 1),
                 "loop_lag_max_ms": round(self.state.lag.max_lag_s * 1e3, 1),
+                **patches.report(),
             },
         )
 

@@ -6,7 +6,8 @@ session-expiry timings come from ``settings`` (baked answers, overridable by env
 flag given on the command line wins. It also adds what production needs and ``bokeh serve`` lacks:
 ``/healthz``, ``/readyz`` and ``/metrics`` on the Bokeh port (under ``--prefix``, creating no
 session), stall-free mass expiry, the memory guard, admission control, the discard of sessions
-nobody connects to, request limits (HTTP body, websocket message), and a draining SIGTERM.
+nobody connects to, request limits (HTTP body, websocket message), and a draining SIGTERM. The
+pieces that use Bokeh internals run only where ``patches.py`` says this Bokeh allows them.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 
 from bokeh.command.subcommands.serve import Serve
 from bokeh.settings import settings as bokeh_settings
+from bokeh.util.logconfig import basicConfig
 
-from . import runtime, stall_free
+from . import patches, runtime, stall_free
 from .ops import OpsState, ops_patterns
 from .settings import PACKAGE, check_origins, default_origins, get_settings
 from .shutdown import GracefulServer
@@ -57,8 +59,11 @@ class ProductionServe(Serve):
             args.allow_websocket_origin = list(default_origins(get_settings(), args.port))
         check_origins(args.allow_websocket_origin, "--allow-websocket-origin")
         check_origins(bokeh_settings.allowed_ws_origin(), "BOKEH_ALLOW_WS_ORIGIN")
-        # Bokeh sets the level of its own logger only; ours follows --log-level too.
+        # Bokeh sets the level of its own logger only; ours follows --log-level too, and is set up
+        # now (Bokeh's invoke does the same later) so that what is decided before it is logged.
+        basicConfig(format=args.log_format, filename=args.log_file)
         logging.getLogger(PACKAGE).setLevel(bokeh_settings.py_log_level(args.log_level) or logging.INFO)
+        patches.require_active()  # decides which pieces are on (one WARNING if some are off)
         stall_free.install()
         return super().invoke(args)
 

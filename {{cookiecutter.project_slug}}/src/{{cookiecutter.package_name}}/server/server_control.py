@@ -4,7 +4,8 @@ Bokeh has public ways to expire sessions only through its own timer. Shedding id
 (memory guard) and discarding every session at shutdown (Bokeh 3.8/3.9 do not) need the
 application contexts, their ``_discard_session`` coroutine and the open connections. These were
 read in Bokeh 3.8.2, 3.9.2 and 3.10.2 (``server/tornado.py``, ``server/contexts.py``,
-``server/connection.py``); ``check_internals`` fails loudly if they are missing.
+``server/connection.py``); ``patches.py`` checks them (piece ``server_control``) and the runtime uses
+this module only where that piece is on.
 """
 
 from __future__ import annotations
@@ -18,20 +19,6 @@ from typing import Any
 from bokeh.protocol.exceptions import ProtocolError
 
 log = logging.getLogger(__name__)
-
-
-def check_internals(server: Any) -> None:
-    """Raise ``RuntimeError`` if this Bokeh lacks what the guard and shutdown rely on."""
-    tornado = server._tornado
-    problems = [name for name in ("_applications", "_clients", "client_lost") if not hasattr(tornado, name)]
-    for context in getattr(tornado, "_applications", {}).values():
-        for name in ("_discard_session", "_cleanup_sessions"):
-            if not hasattr(context, name):
-                problems.append(f"ApplicationContext.{name}")
-    if problems:
-        raise RuntimeError(
-            f"this Bokeh server lacks {problems}; the memory guard and graceful shutdown need them"
-        )
 
 
 def application_contexts(server: Any) -> list[Any]:

@@ -109,6 +109,11 @@ class Settings:
     coalesce_gc: bool = True
     #: The interval of that coalesced collection (ms).
     gc_interval_ms: int = 1000
+    #: Pieces that reach into Bokeh internals (``patches.py``): ``verified`` (on where this Bokeh is
+    #: verified), ``matching`` (on where its code matches, any version) or ``off``.
+    bokeh_patches: str = "verified"
+    #: Pieces without which the server must not start (fail closed), e.g. ``session_gate``.
+    required_patches: tuple[str, ...] = ()
     log_level: str = "info"
 
     @property
@@ -211,6 +216,10 @@ def _validate(settings: Settings) -> None:
     if not 1 <= settings.port <= 65535:
         raise SettingsError(f"{env_var('port')} must be in 1-65535, got {settings.port}")
     check_origins(settings.allowed_origins, env_var("allowed_origins"))
+    if settings.bokeh_patches not in ("verified", "matching", "off"):
+        raise SettingsError(
+            f"{env_var('bokeh_patches')} must be verified, matching or off, got {settings.bokeh_patches!r}"
+        )
     try:
         settings.memory_limit_bytes  # noqa: B018 - parse to validate
     except ValueError as error:

@@ -21,15 +21,14 @@ seconds (22 s measured on Bokeh 3.9.2) or, on 3.10, the executor is busy for as 
 
 Measured with ``benchmarks/expiry_and_throughput.py``: see the project README.
 
-Both patches depend on Bokeh internals, so ``install`` checks the Bokeh version and the shape of
-the code it replaces and raises ``UnverifiedBokehError`` (naming the setting that turns the
-patch off) instead of running on code it was not verified on.
+These patches depend on Bokeh internals: ``install`` applies them only where ``patches.py`` (the
+registry of such pieces, with the Bokeh versions and code they were verified on) says
+``stall_free`` is on; elsewhere the server runs Bokeh's own expiry and says so once.
 """
 
 from __future__ import annotations
 
 import gc
-import inspect
 import logging
 import sys
 import threading
@@ -42,22 +41,11 @@ import bokeh.document.document as bokeh_document
 import bokeh.document.modules as bokeh_modules
 from bokeh.model import Model
 
-from . import memory
-from .settings import env_var, get_settings
+from . import memory, patches
+from .settings import get_settings
 
 log = logging.getLogger(__name__)
 
-#: Bokeh versions whose ``Document.destroy`` and ``DocumentModuleManager.destroy`` were read and tested.
-VERIFIED_BOKEH = ((3, 8), (3, 9), (3, 10))
-_EXPECTED_SOURCE = {
-    "Document.destroy": ("self.modules.destroy()", "gc.collect()"),
-    "DocumentModuleManager.destroy": (
-        "get_referrers(module)",
-        "module.__dict__.clear()",
-        "del sys.modules[module.__name__]",
-    ),
-    "Model.destroy": ("self._document = None", "self._property_values.clear()"),
-}
 #: Per-model containers that ``Model.destroy`` leaves filled; clearing them breaks document cycles.
 _MODEL_CONTAINERS = (
     "_unstable_default_values",
@@ -74,38 +62,6 @@ _install_lock = threading.Lock()
 _discarded_modules: list[tuple[str, weakref.ref[ModuleType]]] = []
 _previous_batch: list[tuple[str, weakref.ref[ModuleType]]] = []
 _discarded_lock = threading.Lock()
-
-
-class UnverifiedBokehError(RuntimeError):
-    """The installed Bokeh is not one the stall-free patches were verified on."""
-
-
-def bokeh_version() -> tuple[int, int]:
-    major, minor, *_ = bokeh.__version__.split(".")
-    return int(major), int(minor)
-
-
-def _check_bokeh() -> None:
-    switch = f"{env_var('coalesce_gc')}=false"
-    if bokeh_version() not in VERIFIED_BOKEH:
-        raise UnverifiedBokehError(
-            f"stall-free expiry was verified on Bokeh {', '.join(f'{a}.{b}' for a, b in VERIFIED_BOKEH)}, "
-            f"not {bokeh.__version__}: re-check bokeh/document/document.py and modules.py and extend "
-            f"VERIFIED_BOKEH in stall_free.py, or run without it ({switch})"
-        )
-    targets = {
-        "Document.destroy": bokeh_document.Document.destroy,
-        "DocumentModuleManager.destroy": bokeh_modules.DocumentModuleManager.destroy,
-        "Model.destroy": Model.destroy,
-    }
-    for name, function in targets.items():
-        source = inspect.getsource(function)
-        missing = [fragment for fragment in _EXPECTED_SOURCE[name] if fragment not in source]
-        if missing:
-            raise UnverifiedBokehError(
-                f"Bokeh {bokeh.__version__}'s {name} no longer contains {missing}: the stall-free "
-                f"patch would be wrong. Re-verify stall_free.py or run without it ({switch})"
-            )
 
 
 class _CoalescedGC:
@@ -178,18 +134,13 @@ def report_leaked_modules(duration: float = 0.0) -> int:
 
 
 def install() -> bool:
-    """Patch Bokeh once per process. Returns False when the ``coalesce_gc`` setting is off."""
+    """Patch Bokeh once per process. Returns False when ``stall_free`` is off (``patches.py`` says why)."""
     global _installed
-    if not get_settings().coalesce_gc:
-        log.warning(
-            "Stall-free expiry is off (%s): Bokeh walks the heap per discarded session",
-            env_var("coalesce_gc"),
-        )
+    if not patches.is_active("stall_free"):
         return False
     with _install_lock:
         if _installed:
             return True
-        _check_bokeh()
         bokeh_document.gc = _CoalescedGC()  # type: ignore[assignment]
         bokeh_modules.DocumentModuleManager.destroy = _destroy_modules  # type: ignore[method-assign]
         Model.destroy = _destroy_model_and_break_cycles(Model.destroy)  # type: ignore[method-assign]
