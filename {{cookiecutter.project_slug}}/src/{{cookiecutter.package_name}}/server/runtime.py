@@ -40,8 +40,10 @@ class Runtime:
         self.unconnected.stop()
 
 
-def attach(server: Any, state: OpsState, settings: Settings) -> Runtime:
-    """Start lag monitor, memory guard and admission control for ``server``; call on its loop thread."""
+def attach(server: Any, state: OpsState, settings: Settings, login: Any = None) -> Runtime:
+    """Start lag monitor, memory guard and admission control for ``server``; call on its loop thread.
+
+    ``login`` (``login.OidcLogin``) lets the session gate skip requests without a user."""
     server_control.check_internals(server)
     state.live_sessions = lambda: len(server.get_sessions())
     metrics.bind_server(state.live_sessions, lambda: state.ready)
@@ -57,5 +59,5 @@ def attach(server: Any, state: OpsState, settings: Settings) -> Runtime:
     )
     metrics.bind_admission(lambda: admission.pending, admission.cost.estimate, settings.admission_limit_bytes)
     unconnected = UnconnectedSessions(settings.unconnected_grace_ms)
-    gate = SessionGate(server, admission, unconnected, settings.retry_after_s).install()
+    gate = SessionGate(server, admission, unconnected, settings.retry_after_s, login).install()
     return Runtime(server, state, guard, ExpiryFollowUp(server).install(), gate, unconnected)
