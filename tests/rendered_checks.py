@@ -516,7 +516,8 @@ def check_secret_key(root: Path, answers: Mapping[str, object]) -> list[str]:
             problems.append(f"{SECRET_FILE}: no {name} entry")
         elif len(values[name]) < MIN_SECRET_KEY_LENGTH:
             problems.append(f"{SECRET_FILE}: {name} is shorter than {MIN_SECRET_KEY_LENGTH} characters")
-    if len(set(values[name] for name in generated if name in values)) < len(generated):
+    present = [values[name] for name in generated if name in values]
+    if len(set(present)) < len(present):
         problems.append(f"{SECRET_FILE}: two secrets have the same value")
     return problems
 

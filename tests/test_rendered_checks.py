@@ -385,7 +385,9 @@ def write_secret(root: Path, text: str) -> None:
 def test_generated_secret_key_passes(tmp_path: Path) -> None:
     write_secret(tmp_path, SECRET_TEMPLATE.format(key="k" * 32))
     assert checks.check_secret_key(tmp_path, SIGNED) == []
-    write_secret(tmp_path, f"BOKEH_SECRET_KEY={'k' * 32}\nBOKEH_COOKIE_SECRET={'c' * 32}\nDASH_OIDC_CLIENT_SECRET=\n")
+    write_secret(
+        tmp_path, f"BOKEH_SECRET_KEY={'k' * 32}\nBOKEH_COOKIE_SECRET={'c' * 32}\nDASH_OIDC_CLIENT_SECRET=\n"
+    )
     assert checks.check_secret_key(tmp_path, LOGIN) == []
 
 
@@ -425,7 +427,9 @@ def test_generated_secret_key_passes(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_bad_secret_key_is_reported(tmp_path: Path, text: str, answers: dict[str, Any], expected: str) -> None:
+def test_bad_secret_key_is_reported(
+    tmp_path: Path, text: str, answers: dict[str, Any], expected: str
+) -> None:
     write_secret(tmp_path, text)
     assert checks.check_secret_key(tmp_path, answers) == [expected]
 
