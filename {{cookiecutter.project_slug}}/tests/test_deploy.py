@@ -299,7 +299,9 @@ def make_certificate(folder: Path) -> Path:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -508,7 +510,11 @@ def page_from(edge: Edge, source_address: str) -> tuple[int, dict[str, str], str
     try:
         connection.request("GET", "/app")
         response = connection.getresponse()
-        return response.status, {key.lower(): value for key, value in response.getheaders()}, response.read().decode()
+        return (
+            response.status,
+            {key.lower(): value for key, value in response.getheaders()},
+            response.read().decode(),
+        )
     finally:
         connection.close()
 

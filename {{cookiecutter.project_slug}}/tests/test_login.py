@@ -71,7 +71,9 @@ def test_a_token_from_the_provider_for_this_login_passes(provider_key: RSAKey) -
         pytest.param("unsigned", {}, id="alg-none"),
     ],
 )
-def test_a_forged_or_expired_token_is_refused(provider_key: RSAKey, case: str, changes: dict[str, Any]) -> None:
+def test_a_forged_or_expired_token_is_refused(
+    provider_key: RSAKey, case: str, changes: dict[str, Any]
+) -> None:
     """The negative controls of the test above: each changed property alone is refused."""
     if case == "forged":
         token = id_token(RSAKey.generate_key(2048, parameters={"kid": "provider"}, private=True))
@@ -106,7 +108,13 @@ def test_the_login_cookie_must_be_ours_and_current() -> None:
 
 @pytest.mark.parametrize(
     ("path", "expected"),
-    [("/app?x=1", "/app?x=1"), ("//evil.example/app", "/"), ("https://evil.example", "/"), (None, "/"), ("/\\evil", "/")],
+    [
+        ("/app?x=1", "/app?x=1"),
+        ("//evil.example/app", "/"),
+        ("https://evil.example", "/"),
+        (None, "/"),
+        ("/\\evil", "/"),
+    ],
 )
 def test_only_local_paths_are_returned_to_after_login(path: str | None, expected: str) -> None:
     assert safe_next(path, "/") == expected
@@ -170,15 +178,22 @@ def get(url: str, cookie: str | None = None) -> tuple[int, dict[str, str]]:
     return response.status, response.headers
 
 
-def test_without_a_user_the_page_redirects_and_builds_no_session(login_server: tuple[ServedProcess, int]) -> None:
+def test_without_a_user_the_page_redirects_and_builds_no_session(
+    login_server: tuple[ServedProcess, int],
+) -> None:
     server, metrics_port = login_server
-    for cookie in (None, cookie_for(User("alice", "Alice", None, time.time() + 60), secret="forged-" + "z" * 32)):
+    for cookie in (
+        None,
+        cookie_for(User("alice", "Alice", None, time.time() + 60), secret="forged-" + "z" * 32),
+    ):
         for _ in range(5):
             status, headers = get(server.url("/app"), cookie)
             assert status == 302 and headers["Location"] == "/auth/login?next=%2Fapp", (status, headers)
     text = metrics(metrics_port)
     assert parse_metric(text, "bokeh_sessions_created_total") == 0
-    assert parse_metric(text, "bokeh_sessions_starting") == 0, "a login redirect must not hold an admission ticket"
+    assert parse_metric(text, "bokeh_sessions_starting") == 0, (
+        "a login redirect must not hold an admission ticket"
+    )
     assert http_get(server.url("/healthz"))[0] == 200  # probes need no login
     assert get(server.url("/metrics"))[0] == 404 and get(server.url("/readyz"))[0] == 404
     assert http_get(f"http://127.0.0.1:{metrics_port}/readyz")[0] == 200
@@ -186,7 +201,9 @@ def test_without_a_user_the_page_redirects_and_builds_no_session(login_server: t
     assert get(server.url("/auth/login?next=/app"))[0] == 503
 
 
-def test_a_logged_in_user_gets_the_page_and_logout_ends_the_session(login_server: tuple[ServedProcess, int]) -> None:
+def test_a_logged_in_user_gets_the_page_and_logout_ends_the_session(
+    login_server: tuple[ServedProcess, int],
+) -> None:
     server, metrics_port = login_server
     before = metrics(metrics_port)
     cookie = cookie_for(User("bob", "Bob", "bob@example.test", time.time() + 600))

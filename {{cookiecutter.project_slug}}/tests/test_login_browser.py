@@ -22,7 +22,6 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import pytest
-from test_browser import PLOT_RENDERED, ConsoleErrors, chromium, require  # noqa: F401 - chromium is a fixture
 from tornado.web import create_signed_value
 
 from {{ cookiecutter.package_name }}.server.login import LOGIN_COOKIE
@@ -32,6 +31,8 @@ from {{ cookiecutter.package_name }}_devtools.monitor import parse_metric
 from {{ cookiecutter.package_name }}_devtools.polling import wait_until
 from {{ cookiecutter.package_name }}_devtools.serving import free_port, project_command, served
 from {{ cookiecutter.package_name }}_devtools.testing import http_get
+
+from test_browser import PLOT_RENDERED, ConsoleErrors, chromium, require  # noqa: F401 - chromium is a fixture
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -52,7 +53,9 @@ def signed_login(user: User, secret: str) -> str:
     return create_signed_value(secret, LOGIN_COOKIE, json.dumps(asdict(user))).decode()
 
 
-def test_login_renders_the_app_for_the_user_and_logout_ends_the_session(chromium: Browser | str) -> None:
+def test_login_renders_the_app_for_the_user_and_logout_ends_the_session(
+    chromium: Browser | str,  # noqa: F811 - the fixture of test_browser.py, imported above
+) -> None:
     browser = require(chromium)
     if sys.version_info < (3, 12):
         pytest.skip("oidc-provider-mock needs Python 3.12")
@@ -101,7 +104,9 @@ def test_login_renders_the_app_for_the_user_and_logout_ends_the_session(chromium
                 page.wait_for_url(app_url)
                 errors.messages.clear()  # the provider's own pages load assets from the internet
                 page.wait_for_function(PLOT_RENDERED, timeout=20_000)
-                page.locator(".bk-Div").filter(has_text=f"Signed in as {USER['name']}.").wait_for(timeout=5_000)
+                page.locator(".bk-Div").filter(has_text=f"Signed in as {USER['name']}.").wait_for(
+                    timeout=5_000
+                )
                 login = next(cookie for cookie in context.cookies() if cookie["name"] == LOGIN_COOKIE)
                 assert login["httpOnly"] and login["sameSite"] == "Lax"
                 assert LOGIN_COOKIE not in page.content(), "the login cookie must not reach the page"
@@ -122,7 +127,10 @@ def test_login_renders_the_app_for_the_user_and_logout_ends_the_session(chromium
             # Negative controls: a forged and an expired login cookie are refused like none at all.
             user = User(USER["sub"], USER["name"], USER["email"], time.time() + 600)
             expired = User(USER["sub"], USER["name"], USER["email"], time.time() - 1)
-            for cookie in (signed_login(user, "forged-secret-" + "f" * 32), signed_login(expired, COOKIE_SECRET)):
+            for cookie in (
+                signed_login(user, "forged-secret-" + "f" * 32),
+                signed_login(expired, COOKIE_SECRET),
+            ):
                 context = browser.new_context()
                 try:
                     context.add_cookies([{"name": LOGIN_COOKIE, "value": cookie, "url": app_url}])

@@ -34,7 +34,9 @@ def test_metrics_and_readiness_leave_the_bokeh_port(separate: bool) -> None:
     metrics_port = free_port()
     patterns = ops_patterns(state, internal=not separate)
     with running_server(APP_DIR, extra_patterns=patterns) as running:
-        ops_server = running.call(lambda: start_metrics_server(state, "127.0.0.1", metrics_port)) if separate else None
+        ops_server = (
+            running.call(lambda: start_metrics_server(state, "127.0.0.1", metrics_port)) if separate else None
+        )
         try:
             public = {path: http_get(running.url(path))[0] for path in ("/healthz", "/readyz", "/metrics")}
             if separate:

@@ -166,7 +166,9 @@ class LoginHandler(_LoginRoute):
         settings = self.login.settings
         redirect_uri = f"{self.request.protocol}://{self.request.host}{self.prefix()}{CALLBACK_PATH}"
         self.redirect(
-            oidc.authorization_url(provider, settings.oidc_client_id, redirect_uri, settings.oidc_scopes, flow)
+            oidc.authorization_url(
+                provider, settings.oidc_client_id, redirect_uri, settings.oidc_scopes, flow
+            )
         )
 
 

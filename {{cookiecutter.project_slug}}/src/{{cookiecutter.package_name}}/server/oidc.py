@@ -87,7 +87,9 @@ async def discover(issuer: str) -> Provider:
     config = await fetch_json(issuer.rstrip("/") + "/.well-known/openid-configuration")
     if config.get("issuer") != issuer:
         raise LoginError(f"discovery names issuer {config.get('issuer')!r}, expected {issuer!r}")
-    missing = [name for name in ("authorization_endpoint", "token_endpoint", "jwks_uri") if not config.get(name)]
+    missing = [
+        name for name in ("authorization_endpoint", "token_endpoint", "jwks_uri") if not config.get(name)
+    ]
     if missing:
         raise LoginError(f"discovery lacks {missing}")
     keys = KeySet.import_key_set(await fetch_json(config["jwks_uri"]))  # type: ignore[arg-type]

@@ -93,7 +93,9 @@ class ProductionServe(Serve):
         settings = get_settings()
         attached = runtime.attach(server, self.ops_state, settings, self.login)
         if settings.metrics_port:
-            self.metrics_server = start_metrics_server(self.ops_state, self.listen_address, settings.metrics_port)
+            self.metrics_server = start_metrics_server(
+                self.ops_state, self.listen_address, settings.metrics_port
+            )
             logging.getLogger(__name__).info("Metrics and readiness on port %d", settings.metrics_port)
         if settings.coalesce_gc:
             frozen = stall_free.freeze_startup_heap()
@@ -114,4 +116,3 @@ class ProductionServe(Serve):
             raise SettingsError(f"{env_var('auth')}=oidc needs BOKEH_COOKIE_SECRET (signs the login cookie)")
         on_every_session_end(lambda context: SESSION_USERS.forget(str(context.id)))
         return login.OidcLogin(get_settings(), kwargs["cookie_secret"])
-

@@ -253,7 +253,9 @@ def _validate_edge(settings: Settings) -> None:
             f"than {env_var('port')} ({settings.port}), got {settings.metrics_port}"
         )
     if settings.auth not in AUTH_CHOICES:
-        raise SettingsError(f"{env_var('auth')} must be one of {', '.join(AUTH_CHOICES)}, got {settings.auth!r}")
+        raise SettingsError(
+            f"{env_var('auth')} must be one of {', '.join(AUTH_CHOICES)}, got {settings.auth!r}"
+        )
     if settings.auth == "oidc":
         for name in ("oidc_issuer", "oidc_client_id", "oidc_client_secret"):
             if not getattr(settings, name).strip():
