@@ -38,7 +38,7 @@ TIMEOUTS = (
 ANSWERS_FILE = "server/answers.json"
 #: Keys ``answers.json`` must hold; the numbers are compared as numbers, the rest as text.
 ANSWERS_FILE_NUMBERS = ("port", "unused_session_lifetime_ms", "check_unused_sessions_ms")
-ANSWERS_FILE_TEXTS = ("project_name", "allowed_origins", "memory_limit")
+ANSWERS_FILE_TEXTS = ("project_name", "allowed_origins", "memory_limit", "auth")
 #: What ``k8s/secrets.env`` holds until the post-gen hook writes the generated secrets.
 SECRET_PLACEHOLDER = "@GENERATED_SECRET@"
 SECRET_FILE = "k8s/secrets.env"

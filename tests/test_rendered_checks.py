@@ -463,6 +463,7 @@ ANSWERS = {
     "unused_session_lifetime_ms": str(LIFETIME),
     "check_unused_sessions_ms": str(CHECK),
     "memory_limit": "1Gi",
+    "auth": "none",
 }
 GOOD_FILE = {
     "project_name": HOSTILE_NAME,
@@ -471,6 +472,7 @@ GOOD_FILE = {
     "unused_session_lifetime_ms": LIFETIME,
     "check_unused_sessions_ms": CHECK,
     "memory_limit": "1Gi",
+    "auth": "none",
 }
 ANSWERS_PATH = "src/hostile_board/server/answers.json"
 

@@ -105,7 +105,12 @@ class ProductionServe(Serve):
     @staticmethod
     def make_login(kwargs: dict[str, Any]) -> Any:
         """The OpenID Connect login; it needs signed session ids and a cookie secret."""
-        from . import login  # imports Authlib: only when login is on
+        try:
+            from . import login  # imports Authlib: only when login is on
+        except ImportError as error:
+            raise SettingsError(
+                f"{env_var('auth')}=oidc needs Authlib: pip install authlib ({error})"
+            ) from None
 
         if not kwargs.get("sign_sessions"):
             raise SettingsError(
