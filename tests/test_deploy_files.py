@@ -396,6 +396,33 @@ def edge_backends(docs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, obj
     return backends
 
 
+def edge_hosts(docs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """``(edge, host)`` for every host name a Gateway listener, HTTPRoute or Ingress serves."""
+    hosts = []
+    for doc in docs:
+        name, spec = f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}", doc.get("spec") or {}
+        if doc.get("kind") == "Gateway":
+            hosts += [
+                (name, item["hostname"]) for item in spec.get("listeners") or [] if item.get("hostname")
+            ]
+        elif doc.get("kind") == "HTTPRoute":
+            hosts += [(name, host) for host in spec.get("hostnames") or []]
+        elif doc.get("kind") == "Ingress":
+            hosts += [(name, rule["host"]) for rule in spec.get("rules") or [] if rule.get("host")]
+    return hosts
+
+
+def host_problems(docs: Sequence[Mapping[str, Any]], env: Mapping[str, str], prefix: str) -> list[str]:
+    """Every host the edge serves is an allowed websocket origin (Bokeh refuses the page's websocket
+    otherwise: the page loads, the plot never does)."""
+    allowed = {origin.strip().split(":")[0] for origin in env.get(prefix + "ALLOWED_ORIGINS", "").split(",")}
+    return [
+        f"{edge} serves {host!r}, which is not in {prefix}ALLOWED_ORIGINS: its websockets would be refused"
+        for edge, host in edge_hosts(docs)
+        if host not in allowed
+    ]
+
+
 def exposure_problems(
     docs: Sequence[Mapping[str, Any]], env: Mapping[str, str], prefix: str, container: Mapping[str, Any]
 ) -> list[str]:
@@ -456,6 +483,7 @@ def manifest_policy_problems(
             env = container_env(container, configmaps)
             problems += container_problems(where, container, pod, env, answers, image)
             problems += [f"{where}: {problem}" for problem in exposure_problems(docs, env, prefix, container)]
+            problems += [f"{where}: {problem}" for problem in host_problems(docs, env, prefix)]
     gateways = {
         doc["metadata"]["name"]: doc.get("spec") or {} for doc in docs if doc.get("kind") == "Gateway"
     }
@@ -766,6 +794,18 @@ def test_manifests_follow_the_answers(baked_k8s: tuple[Path, dict[str, Any]]) ->
         assert prefix + "AUTH" not in data
 
 
+def test_a_public_origin_becomes_the_gateway_host(cookies: Any) -> None:
+    """With a public host among the origins, the Gateway listeners and the route serve that host
+    (cert-manager can then issue for it); localhost and IP origins are never used as hosts."""
+    project, answers = bake(cookies, {"allowed_origins": "localhost:5006,dash.example.com,10.0.0.5:80"})
+    documents = load_manifests(project / "k8s")
+    assert validation_errors(documents) == []
+    docs = [document for _name, document in documents]
+    assert {host for _edge, host in edge_hosts(docs)} == {"dash.example.com"}
+    assert len(edge_hosts(docs)) == 3  # both listeners and the app's route
+    assert manifest_policy_problems(docs, answers, (project / "Dockerfile").read_text(encoding="utf-8")) == []
+
+
 @pytest.mark.parametrize("memory_limit", ["512Mi", "1.5Gi", "2G", "300000000"])
 def test_soft_limit_is_80_percent_of_any_quantity(cookies: Any, memory_limit: str) -> None:
     project, answers = bake(cookies, {"memory_limit": memory_limit})
@@ -929,6 +969,10 @@ def _route_timeout(docs: list[dict[str, Any]], prefix: str) -> None:
     find(docs, "HTTPRoute")["spec"]["rules"][0]["timeouts"]["request"] = "15s"
 
 
+def _host_not_an_origin(docs: list[dict[str, Any]], prefix: str) -> None:
+    find(docs, "HTTPRoute")["spec"]["hostnames"] = ["dash.example.com"]
+
+
 def _route_on_plain_http(docs: list[dict[str, Any]], prefix: str) -> None:
     find(docs, "HTTPRoute")["spec"]["parentRefs"][0]["sectionName"] = "http"
 
@@ -993,6 +1037,7 @@ MUTATIONS = {
     "no-session-persistence": (_no_session_persistence, "no cookie session persistence"),
     "route-timeout": (_route_timeout, "request timeout '15s' would cut websockets"),
     "route-on-plain-http": (_route_on_plain_http, "serves the app without TLS (listener 'http')"),
+    "host-not-an-origin": (_host_not_an_origin, "serves 'dash.example.com', which is not in"),
 }
 #: Rules of the ingress-nginx edge, applied to a bake with edge=ingress-nginx.
 INGRESS_MUTATIONS = {
