@@ -31,12 +31,13 @@ from {{ cookiecutter.package_name }}.server.settings import Settings, SettingsEr
 from {{ cookiecutter.package_name }}_devtools.monitor import parse_metric
 from {{ cookiecutter.package_name }}_devtools.polling import wait_until
 from {{ cookiecutter.package_name }}_devtools.serving import ServedProcess, free_port, project_command, start_server
-from {{ cookiecutter.package_name }}_devtools.testing import http_get, http_request
+from {{ cookiecutter.package_name }}_devtools.testing import http_get, http_request, websocket_handshake
 
 ISSUER = "https://login.example.test"
 CLIENT = "dashboard"
 NONCE = "n-0S6_WzA2Mj"
 COOKIE_SECRET = "test-cookie-secret-" + "x" * 32
+SECRET_KEY = "test-secret-key-" + "k" * 32
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +151,7 @@ def login_env(metrics_port: int, **changes: str) -> dict[str, str]:
         env_var("oidc_client_secret"): "client-secret",
         env_var("metrics_port"): str(metrics_port),
         "BOKEH_SIGN_SESSIONS": "true",
-        "BOKEH_SECRET_KEY": "test-secret-key-" + "k" * 32,
+        "BOKEH_SECRET_KEY": SECRET_KEY,
         "BOKEH_COOKIE_SECRET": COOKIE_SECRET,
         **changes,
     }
@@ -215,6 +216,28 @@ def test_a_logged_in_user_gets_the_page_and_logout_ends_the_session(
     assert status == 200 and f"{LOGIN_COOKIE}=;" in headers.get("Set-Cookie", "").replace('=""', "=")
     assert wait_until(lambda: parse_metric(metrics(metrics_port), "bokeh_sessions_live") == 0, 5)
     assert parse_metric(metrics(metrics_port), "bokeh_sessions_destroyed_total") == destroyed + 1
+
+
+def test_a_websocket_without_a_user_builds_no_session(login_server: tuple[ServedProcess, int]) -> None:
+    """What ``bokeh.client`` does (a websocket with a fresh signed token) is refused without a
+    login and accepted with one (the control): Bokeh's websocket handler asks the same hook."""
+    from bokeh.util.token import generate_jwt_token, generate_session_id
+
+    server, metrics_port = login_server
+    secret = SECRET_KEY.encode()
+    created = parse_metric(metrics(metrics_port), "bokeh_sessions_created_total")
+    outcomes = []
+    for cookie in (None, cookie_for(User("carol", "Carol", None, time.time() + 600))):
+        token = generate_jwt_token(generate_session_id(secret, signed=True), secret_key=secret, signed=True)
+        websocket = websocket_handshake(
+            server.port, "/app/ws", token, cookie=f"{LOGIN_COOKIE}={cookie}" if cookie else None
+        )
+        websocket.sock.close()
+        outcomes.append(websocket.status == 101 and bool(websocket.first_frame))
+    assert outcomes == [False, True]
+    assert wait_until(
+        lambda: parse_metric(metrics(metrics_port), "bokeh_sessions_created_total") == created + 1, 5
+    )
 
 
 def test_login_without_signed_sessions_does_not_start() -> None:
