@@ -40,6 +40,8 @@ FLOW_COOKIE = f"{PACKAGE}_login_flow"
 LOGIN_PATH, CALLBACK_PATH, LOGOUT_PATH = "/auth/login", "/auth/callback", "/auth/logout"
 #: How long the browser may take at the provider between /auth/login and /auth/callback (s).
 FLOW_MAX_AGE_S = 600
+#: Discovery and the provider's signing keys are read again after this (keys rotate) (s).
+PROVIDER_TTL_S = 3600
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
 <body style="font-family: sans-serif; max-width: 36em; margin: 4em auto"><h1>{title}</h1>
 <p>{text}</p><p><a href="{link}">Sign in</a></p></body></html>
@@ -60,6 +62,7 @@ class OidcLogin(AuthProvider):
         self.settings = settings
         self.cookie_secret = cookie_secret
         self._provider: oidc.Provider | None = None
+        self._provider_read_at = 0.0
         #: Kept out of Bokeh's session tokens (the page's JavaScript can read a token).
         self.cookie_names = [LOGIN_COOKIE, FLOW_COOKIE]
         handlers = {"login": LoginHandler, "callback": CallbackHandler, "logout": LogoutHandler}
@@ -121,9 +124,10 @@ class OidcLogin(AuthProvider):
             SESSION_USERS.set(str(session_id), user)
 
     async def provider(self) -> oidc.Provider:
-        """The provider's endpoints and keys, discovered on first use."""
-        if self._provider is None:
+        """The provider's endpoints and keys, discovered on first use and every ``PROVIDER_TTL_S``."""
+        if self._provider is None or time.monotonic() - self._provider_read_at > PROVIDER_TTL_S:
             self._provider = await oidc.discover(self.settings.oidc_issuer)
+            self._provider_read_at = time.monotonic()
         return self._provider
 
 
