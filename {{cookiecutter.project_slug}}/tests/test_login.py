@@ -20,6 +20,7 @@ from dataclasses import asdict
 from typing import Any
 
 import pytest
+from bokeh.util.token import get_token_payload
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from tornado.web import create_signed_value
@@ -31,7 +32,7 @@ from {{ cookiecutter.package_name }}.server.settings import Settings, SettingsEr
 from {{ cookiecutter.package_name }}_devtools.monitor import parse_metric
 from {{ cookiecutter.package_name }}_devtools.polling import wait_until
 from {{ cookiecutter.package_name }}_devtools.serving import ServedProcess, free_port, project_command, start_server
-from {{ cookiecutter.package_name }}_devtools.testing import http_get, http_request, websocket_handshake
+from {{ cookiecutter.package_name }}_devtools.testing import http_get, http_request, page_token, websocket_handshake
 
 ISSUER = "https://login.example.test"
 CLIENT = "dashboard"
@@ -208,9 +209,16 @@ def test_a_logged_in_user_gets_the_page_and_logout_ends_the_session(
     server, metrics_port = login_server
     before = metrics(metrics_port)
     cookie = cookie_for(User("bob", "Bob", "bob@example.test", time.time() + 600))
-    status, _headers = get(server.url("/app"), cookie)
-    assert status == 200
+    request = urllib.request.Request(
+        server.url("/app"), headers={"Cookie": f"{LOGIN_COOKIE}={cookie}; site=1"}
+    )
+    page = http_request(request, opener=NO_REDIRECT)
+    assert page.status == 200
     assert parse_metric(metrics(metrics_port), "bokeh_sessions_live") == 1
+    # The session token in the page (readable by its JavaScript) carries the request's cookies,
+    # but never the login cookie; the other cookie is the control.
+    carried = get_token_payload(page_token(page.body))["cookies"]
+    assert "site" in carried and LOGIN_COOKIE not in carried, carried
     destroyed = parse_metric(before, "bokeh_sessions_destroyed_total") or 0
     status, headers = get(server.url("/auth/logout"), cookie)
     assert status == 200 and f"{LOGIN_COOKIE}=;" in headers.get("Set-Cookie", "").replace('=""', "=")
