@@ -17,6 +17,7 @@ import contextlib
 import os
 import re
 import socket
+import ssl
 import struct
 import threading
 import urllib.error
@@ -255,11 +256,15 @@ def websocket_handshake(
     origin: str | None = None,
     cookie: str | None = None,
     timeout: float = 10.0,
+    ssl_context: ssl.SSLContext | None = None,
+    source_address: str | None = None,
 ) -> Websocket:
     """A browser's websocket handshake for a Bokeh page (``Sec-WebSocket-Protocol: bokeh, <token>``).
 
     On ``101`` it also waits for the server's first message (Bokeh's ACK), i.e. until the
-    connection is attached to a session. The caller closes ``sock``.
+    connection is attached to a session. ``ssl_context`` speaks TLS (``wss://``);
+    ``source_address`` connects from another loopback address (e.g. ``127.0.0.2``). The caller
+    closes ``sock``.
     """
     headers = [
         f"GET {path} HTTP/1.1",
@@ -274,7 +279,10 @@ def websocket_handshake(
         headers.append(f"Origin: {origin}")
     if cookie:
         headers.append(f"Cookie: {cookie}")
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    source = None if source_address is None else (source_address, 0)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=source)
+    if ssl_context is not None:
+        sock = ssl_context.wrap_socket(sock, server_hostname="127.0.0.1")
     try:
         sock.sendall(("\r\n".join(headers) + "\r\n\r\n").encode())
         reply = b""

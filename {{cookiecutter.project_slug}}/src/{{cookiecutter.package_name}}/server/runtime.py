@@ -35,8 +35,10 @@ class Runtime:
     unconnected: UnconnectedSessions | None = None
 
     async def warm_up(self, sessions: int) -> None:
-        """Build and discard throwaway sessions to measure a session's cost before users come."""
-        await self.gate.warm_up(sessions)
+        """Build and discard throwaway sessions to measure a session's cost before users come (the
+        measurement is admission control's: without the gate, there is nothing to warm up for)."""
+        if self.gate is not None:
+            await self.gate.warm_up(sessions)
 
     def stop(self) -> None:
         """Stop the timers and handlers ``attach`` started (on the server's loop thread)."""
@@ -51,8 +53,10 @@ class Runtime:
                 getattr(piece, stop)()
 
 
-def attach(server: Any, state: OpsState, settings: Settings) -> Runtime:
-    """Start lag monitor, memory guard and admission control for ``server``; call on its loop thread."""
+def attach(server: Any, state: OpsState, settings: Settings, login: Any = None) -> Runtime:
+    """Start lag monitor, memory guard and admission control for ``server``; call on its loop thread.
+
+    ``login`` (``login.OidcLogin``) lets the session gate skip requests without a user."""
     state.live_sessions = lambda: len(server.get_sessions())
     metrics.bind_server(state.live_sessions, lambda: state.ready)
     memory.bind_loop(server.io_loop.asyncio_loop)
@@ -79,7 +83,9 @@ def attach(server: Any, state: OpsState, settings: Settings) -> Runtime:
             lambda: admission.pending, admission.cost.estimate, settings.admission_limit_bytes
         )
         runtime.unconnected = UnconnectedSessions(settings.unconnected_grace_ms)
-        runtime.gate = SessionGate(server, admission, runtime.unconnected, settings.retry_after_s).install()
+        runtime.gate = SessionGate(
+            server, admission, runtime.unconnected, settings.retry_after_s, login
+        ).install()
     if patches.is_active("expiry_follow_up"):
         from .expiry_follow_up import ExpiryFollowUp
 

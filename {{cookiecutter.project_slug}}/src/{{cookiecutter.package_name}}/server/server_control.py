@@ -58,17 +58,38 @@ async def discard_sessions(pairs: Iterable[tuple[Any, Any]]) -> int:
     return discarded
 
 
-async def close_all_connections(server: Any, timeout_s: float = 5.0) -> None:
-    """Detach every websocket from its session and close it (sessions become idle)."""
-    tornado = server._tornado
-    for connection in list(tornado._clients):
+async def close_connections(
+    tornado: Any, session_ids: set[str] | None, reason: str, timeout_s: float = 5.0
+) -> None:
+    """Detach the websockets of these sessions (all when ``None``) and close them (sessions go idle)."""
+
+    def chosen(connection: Any) -> bool:
+        session = getattr(connection, "_session", None)
+        return session_ids is None or (session is not None and str(session.id) in session_ids)
+
+    for connection in [connection for connection in list(tornado._clients) if chosen(connection)]:
         tornado.client_lost(connection)
         socket = getattr(connection, "_socket", None)
         if socket is not None:
-            socket.close(1001, "server shutting down")
+            socket.close(1001, reason)
     deadline = time.monotonic() + timeout_s
-    while tornado._clients and time.monotonic() < deadline:
+    while any(chosen(connection) for connection in tornado._clients) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
+
+
+async def close_all_connections(server: Any, timeout_s: float = 5.0) -> None:
+    """Detach every websocket from its session and close it (sessions become idle)."""
+    await close_connections(server._tornado, None, "server shutting down", timeout_s)
+
+
+async def end_sessions(tornado: Any, session_ids: set[str], reason: str) -> int:
+    """Close these sessions' websockets, then discard the sessions (their cleanups run)."""
+    await close_connections(tornado, session_ids, reason)
+    total = 0
+    for context in tornado._applications.values():
+        pairs = [(context, session) for session in list(context.sessions) if str(session.id) in session_ids]
+        total += await discard_sessions(pairs)
+    return total
 
 
 async def discard_all_sessions(server: Any) -> int:

@@ -15,6 +15,10 @@ Two places of a running Bokeh server are wrapped, on this server's objects only:
   session is its websocket arriving. A new session that reached it without a ticket (another route)
   is admitted there, or refused with a plain 503.
 
+With login on (``login.py``), a page or websocket without a logged-in user passes the door
+untouched (Bokeh then redirects it to the login or refuses it: no ticket, no session), and a new
+session's user is remembered before the session is built, so the app can ask who it serves.
+
 Sessions already admitted are never affected. Every refusal is counted in ``/metrics``
 (``bokeh_sessions_refused_total{kind,reason}``) and logged, at most once per ``LOG_EVERY_S`` with a
 count.
@@ -131,8 +135,11 @@ class SessionGate:
         admission: Admission,
         unconnected: UnconnectedSessions,
         retry_after_s: int,
+        login: Any = None,
     ) -> None:
         self.server = server
+        #: ``login.OidcLogin`` (``is_authenticated(request)``, ``remember(session_id, request)``) or None.
+        self.login = login
         self.admission = admission
         self.unconnected = unconnected
         self.retry_after_s = retry_after_s
@@ -204,6 +211,8 @@ class SessionGate:
             return delegate
         if session_id is not None and server_control.has_session(context, session_id):
             return delegate  # attaching to a live session: never refused
+        if self.login is not None and not self.login.is_authenticated(request):
+            return delegate  # Bokeh redirects it to the login (or refuses it): nothing is built
         decision = self.admission.admit()
         if isinstance(decision, Ticket):
             setattr(request, TICKET_ATTRIBUTE, decision)
@@ -240,6 +249,8 @@ class SessionGate:
                 self._count_refusal("other", decision)
                 raise HTTPError(503, reason="Server full, retry later")
             ticket = decision
+        if self.login is not None:
+            self.login.remember(session_id, request)
         try:
             session = await original(session_id, request, token)
         except BaseException:

@@ -50,6 +50,8 @@ _SUFFIX_BYTES = {
 #: Default memory soft limit (the guard sheds idle sessions) and admission limit, as shares of the limit.
 SOFT_LIMIT_SHARE = 0.8
 ADMISSION_LIMIT_SHARE = 0.9
+#: Values of the ``auth`` setting.
+AUTH_CHOICES = ("none", "oidc")
 
 
 class SettingsError(ValueError):
@@ -115,6 +117,23 @@ class Settings:
     #: Pieces without which the server must not start (fail closed), e.g. ``session_gate``.
     required_patches: tuple[str, ...] = ()
     log_level: str = "info"
+    #: Serve /metrics and /readyz on this port and not on the Bokeh port, so that no proxy in front
+    #: of the Bokeh port exposes them; 0 keeps them on the Bokeh port (development).
+    metrics_port: int = 0
+    #: Trust X-Forwarded-For / X-Forwarded-Proto / X-Real-IP (``--use-xheaders``): on behind a
+    #: proxy (nginx, Ingress, Gateway) so the app sees the client's address and scheme; off when
+    #: clients reach the server directly (they could forge the headers).
+    use_xheaders: bool = False
+    #: Login: "none", or "oidc" (OpenID Connect through Bokeh's auth hooks, ``server/login.py``).
+    auth: str = str(ANSWERS.get("auth", "none"))
+    #: The OpenID provider's issuer URL (its ``/.well-known/openid-configuration`` is read at start).
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    #: From a Secret, never from a file in git.
+    oidc_client_secret: str = ""
+    oidc_scopes: str = "openid profile email"
+    #: How long a login lasts before the browser is sent to the provider again (s).
+    login_max_age_s: int = 28800
 
     @property
     def memory_limit_bytes(self) -> int:
@@ -210,6 +229,7 @@ def _validate(settings: Settings) -> None:
         "unconnected_grace_ms",
         "max_body_kb",
         "websocket_max_message_mb",
+        "login_max_age_s",
     ):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{env_var(name)} must be a positive integer, got {getattr(settings, name)}")
@@ -229,11 +249,29 @@ def _validate(settings: Settings) -> None:
     for name in ("memory_soft_limit_mb", "admission_limit_mb", "max_sessions", "warm_up_sessions"):
         if getattr(settings, name) < 0:
             raise SettingsError(f"{env_var(name)} must not be negative, got {getattr(settings, name)}")
+    _validate_edge(settings)
     if settings.admission_limit_bytes > settings.memory_limit_bytes:
         raise SettingsError(
             f"{env_var('admission_limit_mb')} ({settings.admission_limit_mb}) must stay below "
             f"{env_var('memory_limit')} ({settings.memory_limit}): past it the kernel kills the process"
         )
+
+
+def _validate_edge(settings: Settings) -> None:
+    """The metrics port and the login settings."""
+    if not 0 <= settings.metrics_port <= 65535 or settings.metrics_port == settings.port:
+        raise SettingsError(
+            f"{env_var('metrics_port')} must be 0 (metrics on the Bokeh port) or a port in 1-65535 other "
+            f"than {env_var('port')} ({settings.port}), got {settings.metrics_port}"
+        )
+    if settings.auth not in AUTH_CHOICES:
+        raise SettingsError(
+            f"{env_var('auth')} must be one of {', '.join(AUTH_CHOICES)}, got {settings.auth!r}"
+        )
+    if settings.auth == "oidc":
+        for name in ("oidc_issuer", "oidc_client_id", "oidc_client_secret"):
+            if not getattr(settings, name).strip():
+                raise SettingsError(f"{env_var(name)} must be set when {env_var('auth')}=oidc")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
