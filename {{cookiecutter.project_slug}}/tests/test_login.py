@@ -204,6 +204,7 @@ def test_without_a_user_the_page_redirects_and_builds_no_session(
     assert get(server.url("/auth/login?next=/app"))[0] == 503
 
 
+@pytest.mark.requires_patch("server_control")  # logout discards the user's sessions through it
 def test_a_logged_in_user_gets_the_page_and_logout_ends_the_session(
     login_server: tuple[ServedProcess, int],
 ) -> None:
