@@ -1,10 +1,10 @@
 """Trim the generated project to the chosen options; only what a hook alone can do.
 
-Runs inside the new project directory: removes the files of switched-off options (``k8s/``,
-``k8s/secret.yaml``, ``deploy/nginx.conf`` and an emptied ``deploy/``), drops the baker's local
-paths from ``.cookiecutter-replay.json``, and writes a fresh session-signing key made with
-``secrets`` into the Secret (Jinja has no cryptographic random source). Whether the rendered
-files are sound is checked by the template's own tests (``tests/rendered_checks.py``), not here.
+Runs inside the new project directory: removes the files of switched-off options (``k8s/``, the
+edge not chosen, ``k8s/secrets.env``, ``deploy/nginx.conf`` and an emptied ``deploy/``), drops
+the baker's local paths from ``.cookiecutter-replay.json``, and writes fresh random secrets made
+with ``secrets`` into ``k8s/secrets.env`` (Jinja has no cryptographic random source), a file git
+ignores. Whether the rendered files are sound is checked by the template's tests.
 
 Answers arrive only as JSON data inside a raw string, and the module imports cleanly while still
 unrendered (``ANSWERS`` is then ``{}``), so tests can call each function on a plain dict.
@@ -25,9 +25,9 @@ _RENDERED_ANSWERS = r'''{{ cookiecutter | tojson }}'''  # fmt: skip
 MACHINE_KEYS = ("_output_dir", "_repo_dir", "_checkout")
 REMOTE_PREFIXES = ("gh:", "gl:", "bb:", "git@", "git+", "hg+")
 REPLAY_FILE = ".cookiecutter-replay.json"
-#: What ``k8s/secret.yaml`` holds in place of the key until ``fill_secret_key`` replaces it.
-SECRET_PLACEHOLDER = "@GENERATED_SECRET_KEY@"
-SECRET_FILE = "k8s/secret.yaml"
+#: Each occurrence in ``k8s/secrets.env`` becomes its own random value (``fill_secrets``).
+SECRET_PLACEHOLDER = "@GENERATED_SECRET@"
+SECRET_FILE = "k8s/secrets.env"
 TRUE_WORDS = frozenset({"true", "yes", "y", "1", "on"})
 
 
@@ -58,20 +58,22 @@ def remove_path(path: Path) -> bool:
     return False
 
 
+def disabled_parts(answers: Mapping[str, object]) -> list[str]:
+    """The paths the answers switch off, in removal order (``deploy/`` goes only when empty)."""
+    parts = [] if is_on(answers, "include_kubernetes") else ["k8s/"]
+    gateway = answers.get("edge", "gateway") == "gateway"
+    parts += ["k8s/ingress.yaml"] if gateway else ["k8s/gateway.yaml", "k8s/httproute.yaml"]
+    parts += [] if is_on(answers, "signed_sessions") else [SECRET_FILE]
+    return parts + ([] if is_on(answers, "include_nginx") else ["deploy/nginx.conf", "deploy/"])
+
+
 def remove_disabled_parts(root: Path, answers: Mapping[str, object]) -> list[str]:
     """Delete the files of switched-off options; return what was removed."""
     removed = []
-    if not is_on(answers, "include_kubernetes") and remove_path(root / "k8s"):
-        removed.append("k8s/")
-    if not is_on(answers, "signed_sessions") and remove_path(root / SECRET_FILE):
-        removed.append(SECRET_FILE)
-    deploy = root / "deploy"
-    if not is_on(answers, "include_nginx"):
-        if remove_path(deploy / "nginx.conf"):
-            removed.append("deploy/nginx.conf")
-        if deploy.is_dir() and not any(deploy.iterdir()):
-            deploy.rmdir()
-            removed.append("deploy/")
+    for part in disabled_parts(answers):
+        path = root / part
+        if not (part == "deploy/" and path.is_dir() and any(path.iterdir())) and remove_path(path):
+            removed.append(part)
     return removed
 
 
@@ -98,22 +100,20 @@ def strip_replay_paths(replay: Path) -> bool:
     return bool(local)
 
 
-def fill_secret_key(root: Path, make_key: Callable[[], str] | None = None) -> bool:
-    """Replace the placeholder in ``k8s/secret.yaml`` with a new random key; return whether it did."""
-    path = root / SECRET_FILE
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if SECRET_PLACEHOLDER not in text:
-        return False
-    key = make_key() if make_key is not None else secrets.token_urlsafe(48)
-    path.write_text(text.replace(SECRET_PLACEHOLDER, key), encoding="utf-8")
-    return True
+def fill_secrets(root: Path, make_secret: Callable[[], str] | None = None) -> int:
+    """Replace each placeholder in ``k8s/secrets.env`` with its own random value; return how many."""
+    path, make = root / SECRET_FILE, make_secret or (lambda: secrets.token_urlsafe(48))
+    parts = path.read_text(encoding="utf-8").split(SECRET_PLACEHOLDER) if path.is_file() else [""]
+    if len(parts) > 1:
+        path.write_text(parts[0] + "".join(make() + part for part in parts[1:]), encoding="utf-8")
+    return len(parts) - 1
 
 
 def main(answers: Mapping[str, object], root: Path) -> None:
-    """Trim the project in ``root`` to the answers, scrub the replay record, fill the key."""
+    """Trim the project in ``root`` to the answers, scrub the replay record, fill the secrets."""
     remove_disabled_parts(root, answers)
     strip_replay_paths(root / REPLAY_FILE)
-    fill_secret_key(root)
+    fill_secrets(root)
 
 
 if __name__ == "__main__":

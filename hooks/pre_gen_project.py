@@ -50,6 +50,8 @@ from slugify import slugify  # python-slugify: a dependency of cookiecutter, beh
 _RENDERED_ANSWERS = r'''{{ cookiecutter | tojson }}'''  # fmt: skip
 
 PYTHON_VERSIONS = ("3.10", "3.11", "3.12", "3.13")
+EDGES = ("gateway", "ingress-nginx")
+AUTH_CHOICES = ("none", "oidc")
 RESERVED_PACKAGE_NAMES = frozenset(
     {"bokeh", "tornado", "numpy", "psutil", "prometheus_client", "test", "tests", "app"}
 )
@@ -312,6 +314,20 @@ def check_replicas(value: object) -> str | None:
     return None
 
 
+def check_edge(value: object) -> str | None:
+    """How traffic reaches the pods in Kubernetes."""
+    if value not in EDGES:
+        return f"use one of {', '.join(EDGES)} (Gateway API, or an ingress-nginx Ingress)"
+    return None
+
+
+def check_auth(value: object) -> str | None:
+    """No login, or OpenID Connect."""
+    if value not in AUTH_CHOICES:
+        return f"use one of {', '.join(AUTH_CHOICES)}"
+    return None
+
+
 def check_boolean(value: object) -> str | None:
     """A yes/no answer."""
     if parse_bool(value) is None:
@@ -334,8 +350,10 @@ CHECKS: dict[str, Check] = {
     "memory_limit": check_memory_limit,
     "replicas": check_replicas,
     "include_kubernetes": check_boolean,
+    "edge": check_edge,
     "include_nginx": check_boolean,
     "signed_sessions": check_boolean,
+    "auth": check_auth,
 }
 
 
@@ -354,6 +372,16 @@ def check_session_timing(answers: Mapping[str, object]) -> str | None:
         f"is longer than unused_session_lifetime_ms ({lifetime}); lower check_unused_sessions_ms to at "
         f"most {lifetime}: an idle session lives up to lifetime + check interval, so a check interval "
         "longer than the lifetime makes the lifetime setting meaningless"
+    )
+
+
+def check_login_signing(answers: Mapping[str, object]) -> str | None:
+    """Login needs signed session ids: unsigned, a logged-in user could claim any session by id."""
+    if answers.get("auth") != "oidc" or parse_bool(answers.get("signed_sessions")) is not False:
+        return None
+    return (
+        "login needs signed session ids (a session id alone must not open someone else's session); "
+        "answer signed_sessions yes, or choose auth none"
     )
 
 
@@ -418,6 +446,9 @@ def validate(answers: Mapping[str, object]) -> list[str]:
     if timing is not None:
         field = "check_unused_sessions_ms"
         errors.setdefault(field, format_error(field, answers[field], timing))
+    signing = check_login_signing(answers)
+    if signing is not None:
+        errors.setdefault("auth", format_error("auth", answers["auth"], signing))
     return list(errors.values())
 
 

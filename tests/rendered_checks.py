@@ -16,6 +16,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import yaml
+from hook_loading import load_hook
+
+PRE_GEN = load_hook("pre_gen_project")
 
 try:
     import tomllib
@@ -38,24 +41,17 @@ TIMEOUTS = (
 ANSWERS_FILE = "server/answers.json"
 #: Keys ``answers.json`` must hold; the numbers are compared as numbers, the rest as text.
 ANSWERS_FILE_NUMBERS = ("port", "unused_session_lifetime_ms", "check_unused_sessions_ms")
-ANSWERS_FILE_TEXTS = ("project_name", "allowed_origins", "memory_limit")
-#: What ``k8s/secret.yaml`` holds until the post-gen hook writes the generated key.
-SECRET_PLACEHOLDER = "@GENERATED_SECRET_KEY@"
-SECRET_FILE = "k8s/secret.yaml"
+ANSWERS_FILE_TEXTS = ("project_name", "allowed_origins", "memory_limit", "auth")
+#: What ``k8s/secrets.env`` holds until the post-gen hook writes the generated secrets.
+SECRET_PLACEHOLDER = "@GENERATED_SECRET@"
+SECRET_FILE = "k8s/secrets.env"
 #: Bokeh warns about keys shorter than this (``bokeh/settings.py``).
 MIN_SECRET_KEY_LENGTH = 32
-#: Suffix of the setting (env var / ConfigMap key) holding the memory soft limit in MiB.
 #: Settings in MiB that must stay below the container's memory limit: the guard's soft limit and
 #: the admission limit (no new session past it).
 LIMIT_SUFFIXES = ("MEMORY_SOFT_LIMIT_MB", "ADMISSION_LIMIT_MB")
 #: Kinds whose pods are described by ``spec.template.spec`` (a Pod's own spec is ``spec``).
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
-_QUANTITY = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
-_SUFFIX_BYTES = {
-    None: 1,
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-}  # fmt: skip
 _TOKEN = re.compile(r"""[^\s"',\[\]=\\]+""")
 _WHOLE_NUMBER = re.compile(r"[0-9]+")
 
@@ -362,10 +358,7 @@ def quantity_bytes(value: object) -> int | None:
     """A Kubernetes memory quantity (``512Mi``, ``1Gi``, ``2G``, a plain number) in bytes, else ``None``."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
-    match = _QUANTITY.fullmatch(str(value).strip())
-    if match is None:
-        return None
-    return int(float(match["number"]) * _SUFFIX_BYTES[match["suffix"]])
+    return PRE_GEN.quantity_to_bytes(str(value).strip())  # the one parser the answers went through
 
 
 def pod_containers(document: object) -> list[dict]:
@@ -478,10 +471,21 @@ def check_memory_limits(root: Path, answers: Mapping[str, object]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def check_secret_key(root: Path, answers: Mapping[str, object]) -> list[str]:
-    """With Kubernetes and signed sessions, ``k8s/secret.yaml`` holds a generated key of 32+ characters.
+def env_file_values(text: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines of an env file as kustomize reads them (``#`` comments and blanks skipped)."""
+    values = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value
+    return values
 
-    Without them, the file must not exist (the post-gen hook removes it).
+
+def check_secret_key(root: Path, answers: Mapping[str, object]) -> list[str]:
+    """With Kubernetes and signed sessions, ``k8s/secrets.env`` holds generated secrets of 32+ characters.
+
+    ``BOKEH_SECRET_KEY`` always, ``BOKEH_COOKIE_SECRET`` with login (``auth`` oidc), plus the
+    client-secret line the user fills in. Without signed sessions the file must not exist.
     """
     path = root / SECRET_FILE
     wanted = is_on(answers, "include_kubernetes") and is_on(answers, "signed_sessions")
@@ -491,19 +495,23 @@ def check_secret_key(root: Path, answers: Mapping[str, object]) -> list[str]:
         return [f"{SECRET_FILE}: missing although signed_sessions is on"]
     text = path.read_text(encoding="utf-8")
     if SECRET_PLACEHOLDER in text:
-        return [f"{SECRET_FILE}: the key placeholder {SECRET_PLACEHOLDER!r} was not replaced"]
-    documents = [document for document in yaml_documents(path) if isinstance(document, dict)]
-    if not documents:
-        return [f"{SECRET_FILE}: holds no YAML mapping"]
+        return [f"{SECRET_FILE}: the placeholder {SECRET_PLACEHOLDER!r} was not replaced"]
+    values = env_file_values(text)
+    generated = ["BOKEH_SECRET_KEY"]
+    if answers.get("auth") == "oidc":
+        generated.append("BOKEH_COOKIE_SECRET")
+        client_secret = f"{str(answers.get('package_name', '')).upper()}_OIDC_CLIENT_SECRET"
+        if client_secret not in values:
+            return [f"{SECRET_FILE}: no {client_secret} line"]
     problems = []
-    for document in documents:
-        data = {**(document.get("data") or {}), **(document.get("stringData") or {})}
-        key = data.get("BOKEH_SECRET_KEY")
-        if key is None:
-            problems.append(f"{SECRET_FILE}: no BOKEH_SECRET_KEY entry")
-        elif len(str(key)) < MIN_SECRET_KEY_LENGTH:
-            short = f"shorter than {MIN_SECRET_KEY_LENGTH} characters"
-            problems.append(f"{SECRET_FILE}: BOKEH_SECRET_KEY is {short}")
+    for name in generated:
+        if name not in values:
+            problems.append(f"{SECRET_FILE}: no {name} entry")
+        elif len(values[name]) < MIN_SECRET_KEY_LENGTH:
+            problems.append(f"{SECRET_FILE}: {name} is shorter than {MIN_SECRET_KEY_LENGTH} characters")
+    present = [values[name] for name in generated if name in values]
+    if len(set(present)) < len(present):
+        problems.append(f"{SECRET_FILE}: two secrets have the same value")
     return problems
 
 

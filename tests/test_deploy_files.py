@@ -1,19 +1,26 @@
 """Deployment files of baked projects: lint-clean, schema-valid, and true to the production policy.
 
 For the default answers and every combination of signed sessions, Kubernetes and nginx (with
-Python 3.10 and 3.13): ``hadolint`` reports nothing on the Dockerfile, every Kubernetes manifest
-validates offline against the 1.30 schemas in strict mode (unknown fields are errors), the
-kustomization lists exactly the manifests, and ``manifest_policy_problems`` finds nothing. The
-policy is the point of this file: probes never touch the app (every GET of it creates a session),
-memory is reserved as it is enforced, origins are explicit, timeouts agree with the image, and the
-pod has time to drain. Negative controls show that each policy rule, hadolint and the validator
-do fail on a broken input. Nothing here needs the project installed; the rendered project's own
-``tests/test_deploy.py`` runs the Dockerfile command and nginx for real.
+Python 3.10 and 3.13, both edges and both logins spread over them): ``hadolint`` reports nothing
+on the Dockerfile, every Kubernetes manifest validates offline in strict mode (unknown fields are
+errors): built-in kinds against the 1.30 schemas (``kubernetes-validate``), the Gateway API and
+Prometheus Operator kinds against their CRD schemas shipped in ``tests/crd_schemas/`` (versions
+noted there); the kustomization lists exactly the manifests, and ``manifest_policy_problems``
+finds nothing. The policy is the point of this file: probes never touch the app (every GET of it
+creates a session), memory is reserved as it is enforced, origins are explicit, timeouts agree
+with the image, the pod has time to drain, the edge keeps a page and its websocket on one pod
+over TLS with websocket-friendly timeouts, ``/metrics`` is not reachable through the edge, the
+server trusts the proxy's X-Forwarded-* headers, and no manifest holds a secret. Negative controls
+show that each policy rule, hadolint and the validators do fail on a broken input. Nothing here
+needs the project installed; the rendered project's own ``tests/test_deploy.py`` runs the
+Dockerfile command and nginx for real.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import functools
 import itertools
 import json
 import re
@@ -24,9 +31,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
+import rendered_checks
 import yaml
+from rendered_checks import quantity_bytes
 
 KUBERNETES_VERSION = "1.30.0"
 #: Bokeh's default ``--keep-alive`` ping interval: proxy idle timeouts must be longer.
@@ -42,17 +52,33 @@ TIMEOUTS = (
     ("unused_session_lifetime_ms", "--unused-session-lifetime", "UNUSED_SESSION_LIFETIME_MS"),
     ("check_unused_sessions_ms", "--check-unused-sessions", "CHECK_UNUSED_SESSIONS_MS"),
 )
-K8S_FILES = {"configmap.yaml", "deployment.yaml", "service.yaml", "ingress.yaml", "pdb.yaml", "hpa.yaml"}
-_QUANTITY = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
-_SUFFIX_BYTES = {
-    None: 1,
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-}  # fmt: skip
+K8S_FILES = {"configmap.yaml", "deployment.yaml", "service.yaml", "pdb.yaml", "hpa.yaml"}
+EDGE_FILES = {"gateway": {"gateway.yaml", "httproute.yaml"}, "ingress-nginx": {"ingress.yaml"}}
+#: Gateway API and Prometheus Operator kinds, validated against ``tests/crd_schemas/<kind>-v1.json``.
+CRD_SCHEMAS = Path(__file__).resolve().parent / "crd_schemas"
+CRD_KINDS = {
+    ("gateway.networking.k8s.io/v1", "Gateway"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
+#: HTTPRoute request timeouts that leave websockets alone: "0s" disables it (GEP-1742).
+WEBSOCKET_SAFE_S = 3600.0
+_DURATION = re.compile(r"([0-9]+)(h|m|s|ms)")
 
 FLAGS = ("signed_sessions", "include_kubernetes", "include_nginx")
+
+
+def with_edge_and_login(options: dict[str, Any]) -> dict[str, Any]:
+    """Spread the other answers over the matrix: the Gateway with Python 3.13, ingress-nginx with
+    3.10; login (which needs signed sessions) whenever sessions are signed and nginx is on."""
+    edge = "gateway" if options["python_version"] == "3.13" else "ingress-nginx"
+    login = "oidc" if options["signed_sessions"] and options["include_nginx"] else "none"
+    return {**options, "edge": edge, "auth": login}
+
+
 MATRIX = [
-    {"python_version": python, **dict(zip(FLAGS, values, strict=True))}
+    with_edge_and_login({"python_version": python, **dict(zip(FLAGS, values, strict=True))})
     for python in ("3.10", "3.13")
     for values in itertools.product([True, False], repeat=3)
 ]
@@ -65,20 +91,13 @@ def option_id(options: Mapping[str, Any]) -> str:
     words.append("signed" if options["signed_sessions"] else "unsigned")
     words.append("k8s" if options["include_kubernetes"] else "no-k8s")
     words.append("nginx" if options["include_nginx"] else "no-nginx")
+    words += [options.get("edge", "gateway"), options.get("auth", "none")]
     return "-".join(words)
 
 
 # ---------------------------------------------------------------------------------------------
 # Reading the files
 # ---------------------------------------------------------------------------------------------
-
-
-def quantity_bytes(value: object) -> int | None:
-    """A Kubernetes memory quantity in bytes, or ``None`` if it is not one."""
-    match = _QUANTITY.fullmatch(str(value).strip()) if isinstance(value, (str, int)) else None
-    if match is None:
-        return None
-    return int(float(match["number"]) * _SUFFIX_BYTES[match["suffix"]])
 
 
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
@@ -128,7 +147,8 @@ def flag(command: Sequence[str], name: str) -> str | None:
 
 
 def load_manifests(k8s: Path) -> list[tuple[str, dict[str, Any]]]:
-    """``(file name, document)`` for every resource in ``k8s/`` except the kustomization."""
+    """``(file name, document)`` for every resource in ``k8s/`` (or ``k8s/monitoring/``) except the
+    kustomization."""
     documents = []
     for path in sorted(k8s.glob("*.yaml")):
         if path.name == "kustomization.yaml":
@@ -288,12 +308,140 @@ def ingress_problems(document: Mapping[str, Any]) -> list[str]:
         problems.append(f"{where}: no cookie affinity; a page and its websocket may reach different pods")
     if not notes.get(key + "session-cookie-name"):
         problems.append(f"{where}: no session-cookie-name")
+    if not (document.get("spec") or {}).get("tls"):
+        problems.append(f"{where}: serves the app without TLS (no spec.tls)")
+    if notes.get(key + "session-cookie-secure") != "true":
+        problems.append(f"{where}: the affinity cookie is not Secure (session-cookie-secure)")
     for timeout in ("proxy-read-timeout", "proxy-send-timeout"):
         value = notes.get(key + timeout, "60")
         if not str(value).isdigit() or float(value) <= KEEP_ALIVE_S:
             problems.append(
                 f"{where}: {timeout} {value!r} is not above Bokeh's keep-alive ({KEEP_ALIVE_S:g} s)"
             )
+    return problems
+
+
+def duration_seconds(text: object) -> float | None:
+    """A Gateway API duration (GEP-2257: ``1h``, ``30s``, ``1m30s``, ``500ms``) in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    parts = _DURATION.findall(str(text))
+    if not parts or "".join(number + unit for number, unit in parts) != str(text):
+        return None
+    return sum(int(number) * units[unit] for number, unit in parts)
+
+
+def httproute_problems(route: Mapping[str, Any], gateways: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """A route that serves the app (it has backends) keeps a page and its websocket on one pod, over
+    TLS, without a total-request timeout that cuts websockets."""
+    where = f"HTTPRoute/{route['metadata']['name']}"
+    spec = route.get("spec") or {}
+    serving = [rule for rule in spec.get("rules") or [] if rule.get("backendRefs")]
+    problems = []
+    for rule in serving:
+        persistence = rule.get("sessionPersistence")
+        if persistence is None or persistence.get("type", "Cookie") != "Cookie":
+            problems.append(
+                f"{where}: no cookie session persistence; a page and its websocket may reach different pods"
+            )
+        timeout = (rule.get("timeouts") or {}).get("request")
+        seconds = duration_seconds(timeout) if timeout is not None else None
+        if seconds is None or 0 < seconds < WEBSOCKET_SAFE_S:
+            problems.append(
+                f"{where}: request timeout {timeout!r} would cut websockets "
+                f'(use "0s" or >= {WEBSOCKET_SAFE_S:g} s)'
+            )
+    for parent in spec.get("parentRefs") or [] if serving else []:
+        listeners = {
+            item.get("name"): item for item in (gateways.get(parent.get("name")) or {}).get("listeners") or []
+        }
+        chosen = (
+            [listeners[parent["sectionName"]]]
+            if parent.get("sectionName") in listeners
+            else list(listeners.values())
+        )
+        for listener in chosen:
+            tls = listener.get("tls") or {}
+            if listener.get("protocol") != "HTTPS" or not tls.get("certificateRefs"):
+                problems.append(f"{where}: serves the app without TLS (listener {listener.get('name')!r})")
+    return problems
+
+
+def edge_backends(docs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, object]]:
+    """``(edge, Service name, Service port number or name)`` of every route to the pods."""
+    backends: list[tuple[str, str, object]] = []
+    for doc in docs:
+        name = f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
+        if doc.get("kind") == "HTTPRoute":
+            for rule in (doc.get("spec") or {}).get("rules") or []:
+                backends += [(name, ref["name"], ref.get("port")) for ref in rule.get("backendRefs") or []]
+        elif doc.get("kind") == "Ingress":
+            for rule in (doc.get("spec") or {}).get("rules") or []:
+                for path in (rule.get("http") or {}).get("paths") or []:
+                    service = (path.get("backend") or {}).get("service") or {}
+                    port = service.get("port") or {}
+                    backends.append((name, service.get("name"), port.get("number", port.get("name"))))
+    return backends
+
+
+def edge_hosts(docs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """``(edge, host)`` for every host name a Gateway listener, HTTPRoute or Ingress serves."""
+    hosts = []
+    for doc in docs:
+        name, spec = f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}", doc.get("spec") or {}
+        if doc.get("kind") == "Gateway":
+            hosts += [
+                (name, item["hostname"]) for item in spec.get("listeners") or [] if item.get("hostname")
+            ]
+        elif doc.get("kind") == "HTTPRoute":
+            hosts += [(name, host) for host in spec.get("hostnames") or []]
+        elif doc.get("kind") == "Ingress":
+            hosts += [(name, rule["host"]) for rule in spec.get("rules") or [] if rule.get("host")]
+    return hosts
+
+
+def host_problems(docs: Sequence[Mapping[str, Any]], env: Mapping[str, str], prefix: str) -> list[str]:
+    """Every host the edge serves is an allowed websocket origin (Bokeh refuses the page's websocket
+    otherwise: the page loads, the plot never does)."""
+    allowed = {origin.strip().split(":")[0] for origin in env.get(prefix + "ALLOWED_ORIGINS", "").split(",")}
+    return [
+        f"{edge} serves {host!r}, which is not in {prefix}ALLOWED_ORIGINS: its websockets would be refused"
+        for edge, host in edge_hosts(docs)
+        if host not in allowed
+    ]
+
+
+def exposure_problems(
+    docs: Sequence[Mapping[str, Any]], env: Mapping[str, str], prefix: str, container: Mapping[str, Any]
+) -> list[str]:
+    """Behind an edge: /metrics not on the port it reaches, and --use-xheaders on."""
+    backends = edge_backends(docs)
+    if not backends:
+        return []
+    problems = []
+    command = [str(item) for item in [*(container.get("command") or []), *(container.get("args") or [])]]
+    if (
+        env.get(prefix + "USE_XHEADERS", "false").lower() not in {"1", "true", "yes", "on"}
+        and "--use-xheaders" not in command
+    ):
+        problems.append(
+            f"behind {backends[0][0]} without --use-xheaders ({prefix}USE_XHEADERS): "
+            "the server sees the proxy's address and http"
+        )
+    metrics_port = env.get(prefix + "METRICS_PORT", "0")
+    if metrics_port in {"", "0"} or metrics_port == env.get(prefix + "PORT"):
+        problems.append(
+            f"/metrics is served on the Bokeh port, which {backends[0][0]} exposes (set {prefix}METRICS_PORT)"
+        )
+    ports = {item.get("name"): str(item.get("containerPort")) for item in container.get("ports") or []}
+    services = {doc["metadata"]["name"]: doc for doc in docs if doc.get("kind") == "Service"}
+    for edge, service_name, port in backends:
+        for item in ((services.get(service_name) or {}).get("spec") or {}).get("ports") or []:
+            if port in (item.get("port"), item.get("name")):
+                target = str(ports.get(item.get("targetPort"), item.get("targetPort")))
+                if target == metrics_port:
+                    problems.append(
+                        f"{edge} routes to the metrics port {target}: /metrics and /readyz are public"
+                    )
     return problems
 
 
@@ -306,6 +454,7 @@ def manifest_policy_problems(
     final stage; without it the timeouts are compared with the answers.
     """
     image = final_stage(dockerfile) if dockerfile is not None else None
+    prefix = str(answers["package_name"]).upper() + "_"
     configmaps = {
         doc["metadata"]["name"]: doc.get("data") or {} for doc in docs if doc.get("kind") == "ConfigMap"
     }
@@ -320,6 +469,11 @@ def manifest_policy_problems(
             where = f"{name} container {container.get('name')!r}"
             env = container_env(container, configmaps)
             problems += container_problems(where, container, pod, env, answers, image)
+            problems += [f"{where}: {problem}" for problem in exposure_problems(docs, env, prefix, container)]
+            problems += [f"{where}: {problem}" for problem in host_problems(docs, env, prefix)]
+    gateways = {
+        doc["metadata"]["name"]: doc.get("spec") or {} for doc in docs if doc.get("kind") == "Gateway"
+    }
     for doc in docs:
         if doc.get("kind") == "ConfigMap":
             problems += origin_problems(
@@ -327,6 +481,13 @@ def manifest_policy_problems(
             )
         elif doc.get("kind") == "Ingress":
             problems += ingress_problems(doc)
+        elif doc.get("kind") == "HTTPRoute":
+            problems += httproute_problems(doc, gateways)
+        elif doc.get("kind") == "Secret" and (doc.get("data") or doc.get("stringData")):
+            problems.append(
+                f"Secret/{doc['metadata']['name']}: secret values in a tracked file "
+                "(use the secretGenerator and the git-ignored secrets.env)"
+            )
     return problems
 
 
@@ -420,9 +581,54 @@ def test_dockerfile_runs_the_answers(baked: tuple[Path, dict[str, Any]]) -> None
 # ---------------------------------------------------------------------------------------------
 
 
+def strict(schema: Any) -> Any:
+    """The CRD schema with ``additionalProperties: false`` wherever it lists ``properties`` (the API
+    server prunes or, with strict field validation, refuses unknown fields; jsonschema would not)."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    tightened = {key: strict(value) for key, value in schema.items()}
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        tightened["additionalProperties"] = False
+    return tightened
+
+
+@functools.cache
+def crd_validator(kind: str) -> jsonschema.Draft7Validator:
+    """A strict validator for a Gateway API or Prometheus Operator kind (``tests/crd_schemas/``)."""
+    record = json.loads((CRD_SCHEMAS / f"{kind.lower()}-v1.json").read_text(encoding="utf-8"))
+    schema = strict(record["openAPIV3Schema"])
+    schema["properties"]["metadata"] = METADATA_SCHEMA
+    return jsonschema.Draft7Validator(schema)
+
+
+#: What the API server checks of ``metadata`` for every kind (CRD schemas leave it open).
+METADATA_SCHEMA = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63},
+        "namespace": {"type": "string"},
+        "labels": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 63}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+
+
 def validation_errors(documents: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
     errors = []
     for name, document in documents:
+        if (document.get("apiVersion"), document.get("kind")) in CRD_KINDS:
+            for error in crd_validator(str(document["kind"])).iter_errors(dict(document)):
+                path = ".".join(map(str, error.absolute_path))
+                errors.append(f"{name}: {document['kind']}: {path}: {error.message}")
+            continue
         try:
             kubernetes_validate.validate(dict(document), KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as error:
@@ -434,21 +640,36 @@ def validation_errors(documents: Sequence[tuple[str, Mapping[str, Any]]]) -> lis
 
 
 def test_manifests_validate_against_kubernetes_schemas(baked_k8s: tuple[Path, dict[str, Any]]) -> None:
-    project, _answers = baked_k8s
-    documents = load_manifests(project / "k8s")
-    assert len(documents) >= len(K8S_FILES)
+    """Built-in kinds against Kubernetes 1.30, Gateway API and Prometheus Operator kinds against
+    their CRD schemas, all strict; ``monitoring/`` included."""
+    project, answers = baked_k8s
+    documents = load_manifests(project / "k8s") + load_manifests(project / "k8s" / "monitoring")
+    kinds = {document["kind"] for _name, document in documents}
+    edge_kinds = {"Gateway", "HTTPRoute"} if answers["edge"] == "gateway" else {"Ingress"}
+    assert edge_kinds | {"ServiceMonitor", "PrometheusRule", "Deployment"} <= kinds, kinds
     assert validation_errors(documents) == []
 
 
-def test_validator_rejects_unknown_and_mistyped_fields(default_bake: tuple[Path, dict[str, Any]]) -> None:
-    documents = dict(load_manifests(default_bake[0] / "k8s"))
-    deployment = copy.deepcopy(documents["deployment.yaml"])
-    container = pod_spec(deployment)["containers"][0]
-    container["livenessProbe"]["httpGet"]["pathh"] = "/healthz"
-    service = copy.deepcopy(documents["service.yaml"])
-    service["spec"]["ports"][0]["port"] = "eighty"
-    errors = validation_errors([("deployment.yaml", deployment), ("service.yaml", service)])
-    assert len(errors) == 2, errors
+def test_validators_reject_unknown_and_mistyped_fields(default_bake: tuple[Path, dict[str, Any]]) -> None:
+    """Negative control: one error per broken field, built-in kinds and CRD kinds alike."""
+    documents = load_manifests(default_bake[0] / "k8s") + load_manifests(
+        default_bake[0] / "k8s" / "monitoring"
+    )
+    by_kind: dict[str, dict[str, Any]] = {}
+    for _name, document in documents:  # the first of each kind (the app's route, not the redirect)
+        by_kind.setdefault(document["kind"], copy.deepcopy(document))
+    pod_spec(by_kind["Deployment"])["containers"][0]["livenessProbe"]["httpGet"]["pathh"] = "/healthz"
+    by_kind["Service"]["spec"]["ports"][0]["port"] = "eighty"
+    rule = by_kind["HTTPRoute"]["spec"]["rules"][0]
+    rule["sessionPersistence"]["cookieConfig"]["lifetimeType"] = "Forever"  # not in the enum
+    rule["timeouts"]["request"] = "1 hour"  # not a Gateway API duration
+    rule["sessionAffinity"] = "cookie"  # no such field
+    by_kind["Gateway"]["spec"]["listeners"][0]["tls"]["certificateRefs"][0]["nam"] = "x"
+    by_kind["ServiceMonitor"]["spec"]["endpoints"][0]["interval"] = "often"
+    by_kind["PrometheusRule"]["spec"]["groups"][0]["rules"][0]["for"] = 10
+    errors = validation_errors([(kind, document) for kind, document in by_kind.items()])
+    assert len(errors) == 8, "\n".join(errors)
+    assert sum("HTTPRoute" in error for error in errors) == 3, errors
 
 
 def test_kustomization_lists_exactly_the_manifests(baked_k8s: tuple[Path, dict[str, Any]]) -> None:
@@ -461,8 +682,61 @@ def test_kustomization_lists_exactly_the_manifests(baked_k8s: tuple[Path, dict[s
         "kustomization.yaml"
     }
     assert set(listed) == on_disk
-    expected = K8S_FILES | ({"secret.yaml"} if answers["signed_sessions"] else set())
-    assert on_disk == expected
+    assert on_disk == K8S_FILES | EDGE_FILES[answers["edge"]]
+    generators = kustomization.get("secretGenerator") or []
+    if answers["signed_sessions"]:
+        assert [entry["envs"] for entry in generators] == [["secrets.env"]]
+        assert (k8s / "secrets.env").is_file()
+    else:
+        assert generators == [] and not (k8s / "secrets.env").exists()
+    monitoring = yaml.safe_load((k8s / "monitoring" / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert set(monitoring["resources"]) | {"kustomization.yaml", "dashboard.json"} == {
+        path.name for path in (k8s / "monitoring").iterdir()
+    }
+
+
+def kubectl() -> str | None:
+    return shutil.which("kubectl")
+
+
+@pytest.mark.skipif(kubectl() is None, reason="kubectl (with its built-in kustomize) is not installed")
+def test_kustomize_builds_the_generated_secret_and_the_monitoring(
+    baked_k8s: tuple[Path, dict[str, Any]],
+) -> None:
+    """``kubectl kustomize`` (offline) builds both folders; the generated Secret has the values of
+    secrets.env and the Deployment's envFrom points at its hashed name; the output validates."""
+    project, answers = baked_k8s
+    built = subprocess.run(
+        [str(kubectl()), "kustomize", str(project / "k8s")], capture_output=True, text=True, timeout=60
+    )
+    assert built.returncode == 0, built.stderr
+    documents = [document for document in yaml.safe_load_all(built.stdout) if document]
+    assert validation_errors([("kustomize build", document) for document in documents]) == []
+    secrets = [document for document in documents if document["kind"] == "Secret"]
+    deployment = next(document for document in documents if document["kind"] == "Deployment")
+    sources = pod_spec(deployment)["containers"][0]["envFrom"]
+    if answers["signed_sessions"]:
+        (secret,) = secrets
+        assert {"secretRef": {"name": secret["metadata"]["name"]}} in sources
+        assert secret["metadata"]["name"].startswith(f"{answers['project_slug']}-secrets-")
+        expected = rendered_checks.env_file_values(
+            (project / "k8s" / "secrets.env").read_text(encoding="utf-8")
+        )
+        decoded = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+        assert decoded == expected
+    else:
+        assert secrets == [] and all("secretRef" not in source for source in sources)
+    monitoring = subprocess.run(
+        [str(kubectl()), "kustomize", str(project / "k8s" / "monitoring")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert monitoring.returncode == 0, monitoring.stderr
+    monitoring_docs = [document for document in yaml.safe_load_all(monitoring.stdout) if document]
+    assert validation_errors([("kustomize build monitoring", document) for document in monitoring_docs]) == []
+    dashboard = next(document for document in monitoring_docs if document["kind"] == "ConfigMap")
+    assert json.loads(dashboard["data"]["dashboard.json"])["panels"]
 
 
 def test_manifests_meet_the_policy(baked_k8s: tuple[Path, dict[str, Any]]) -> None:
@@ -487,15 +761,36 @@ def test_manifests_follow_the_answers(baked_k8s: tuple[Path, dict[str, Any]]) ->
     assert int(data[prefix + "MEMORY_SOFT_LIMIT_MB"]) == int(limit_mib * 0.8)
     assert data[prefix + "ALLOWED_ORIGINS"] == answers["allowed_origins"]
     assert container["ports"][0]["containerPort"] == int(data[prefix + "PORT"]) == int(answers["port"])
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert (
+        annotations["prometheus.io/port"]
+        == data[prefix + "METRICS_PORT"]
+        == str(container["ports"][1]["containerPort"])
+    )
     env = {entry["name"]: entry for entry in container.get("env") or []}
+    secret_refs = [source["secretRef"]["name"] for source in container["envFrom"] if "secretRef" in source]
     if answers["signed_sessions"]:
         assert env["BOKEH_SIGN_SESSIONS"]["value"] == "true"
-        key_ref = env["BOKEH_SECRET_KEY"]["valueFrom"]["secretKeyRef"]
-        secret = docs["Secret"]
-        assert key_ref["name"] == secret["metadata"]["name"]
-        assert len(secret["stringData"][key_ref["key"]]) >= 32
+        assert secret_refs == [f"{answers['project_slug']}-secrets"]
     else:
-        assert "BOKEH_SIGN_SESSIONS" not in env and "Secret" not in docs
+        assert "BOKEH_SIGN_SESSIONS" not in env and not secret_refs
+    assert "Secret" not in docs, "secrets come from the secretGenerator, never from a manifest"
+    if answers["auth"] == "oidc":
+        assert data[prefix + "AUTH"] == "oidc" and data[prefix + "OIDC_CLIENT_ID"] == answers["project_slug"]
+    else:
+        assert prefix + "AUTH" not in data
+
+
+def test_a_public_origin_becomes_the_gateway_host(cookies: Any) -> None:
+    """With a public host among the origins, the Gateway listeners and the route serve that host
+    (cert-manager can then issue for it); localhost and IP origins are never used as hosts."""
+    project, answers = bake(cookies, {"allowed_origins": "localhost:5006,dash.example.com,10.0.0.5:80"})
+    documents = load_manifests(project / "k8s")
+    assert validation_errors(documents) == []
+    docs = [document for _name, document in documents]
+    assert {host for _edge, host in edge_hosts(docs)} == {"dash.example.com"}
+    assert len(edge_hosts(docs)) == 3  # both listeners and the app's route
+    assert manifest_policy_problems(docs, answers, (project / "Dockerfile").read_text(encoding="utf-8")) == []
 
 
 @pytest.mark.parametrize("memory_limit", ["512Mi", "1.5Gi", "2G", "300000000"])
@@ -637,12 +932,57 @@ def _service_links(docs: list[dict[str, Any]], prefix: str) -> None:
     del pod_spec(find(docs, "Deployment"))["enableServiceLinks"]
 
 
+def _metrics_on_bokeh_port(docs: list[dict[str, Any]], prefix: str) -> None:
+    del find(docs, "ConfigMap")["data"][prefix + "METRICS_PORT"]
+
+
+def _route_to_metrics_port(docs: list[dict[str, Any]], prefix: str) -> None:
+    find(docs, "HTTPRoute")["spec"]["rules"][0]["backendRefs"][0]["port"] = 9464
+
+
+def _no_xheaders(docs: list[dict[str, Any]], prefix: str) -> None:
+    del find(docs, "ConfigMap")["data"][prefix + "USE_XHEADERS"]
+
+
+def _tracked_secret(docs: list[dict[str, Any]], prefix: str) -> None:
+    docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "key"}, "stringData": {"K": "v"}})
+
+
+def _no_session_persistence(docs: list[dict[str, Any]], prefix: str) -> None:
+    del find(docs, "HTTPRoute")["spec"]["rules"][0]["sessionPersistence"]
+
+
+def _route_timeout(docs: list[dict[str, Any]], prefix: str) -> None:
+    find(docs, "HTTPRoute")["spec"]["rules"][0]["timeouts"]["request"] = "15s"
+
+
+def _host_not_an_origin(docs: list[dict[str, Any]], prefix: str) -> None:
+    find(docs, "HTTPRoute")["spec"]["hostnames"] = ["dash.example.com"]
+
+
+def _route_on_plain_http(docs: list[dict[str, Any]], prefix: str) -> None:
+    find(docs, "HTTPRoute")["spec"]["parentRefs"][0]["sectionName"] = "http"
+
+
 def _no_affinity(docs: list[dict[str, Any]], prefix: str) -> None:
     del find(docs, "Ingress")["metadata"]["annotations"]["nginx.ingress.kubernetes.io/affinity"]
 
 
 def _short_proxy_timeout(docs: list[dict[str, Any]], prefix: str) -> None:
     find(docs, "Ingress")["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"] = "30"
+
+
+def _insecure_cookie(docs: list[dict[str, Any]], prefix: str) -> None:
+    del find(docs, "Ingress")["metadata"]["annotations"]["nginx.ingress.kubernetes.io/session-cookie-secure"]
+
+
+def _ingress_without_tls(docs: list[dict[str, Any]], prefix: str) -> None:
+    del find(docs, "Ingress")["spec"]["tls"]
+
+
+def _ingress_to_metrics_port(docs: list[dict[str, Any]], prefix: str) -> None:
+    backend = find(docs, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]
+    backend["service"]["port"] = {"name": "metrics"}
 
 
 MUTATIONS = {
@@ -677,8 +1017,24 @@ MUTATIONS = {
     "no-seccomp": (_no_seccomp, "seccompProfile is not RuntimeDefault"),
     "uid-not-image-user": (_other_uid, "runAsUser 1000 is not the image's USER"),
     "service-links": (_service_links, "enableServiceLinks is not false"),
+    "metrics-on-bokeh-port": (_metrics_on_bokeh_port, "/metrics is served on the Bokeh port"),
+    "route-to-metrics-port": (_route_to_metrics_port, "routes to the metrics port 9464"),
+    "no-xheaders": (_no_xheaders, "without --use-xheaders"),
+    "tracked-secret": (_tracked_secret, "Secret/key: secret values in a tracked file"),
+    "no-session-persistence": (_no_session_persistence, "no cookie session persistence"),
+    "route-timeout": (_route_timeout, "request timeout '15s' would cut websockets"),
+    "route-on-plain-http": (_route_on_plain_http, "serves the app without TLS (listener 'http')"),
+    "host-not-an-origin": (_host_not_an_origin, "serves 'dash.example.com', which is not in"),
+}
+#: Rules of the ingress-nginx edge, applied to a bake with edge=ingress-nginx.
+INGRESS_MUTATIONS = {
     "no-affinity": (_no_affinity, "no cookie affinity"),
     "short-proxy-timeout": (_short_proxy_timeout, "proxy-read-timeout '30' is not above Bokeh's keep-alive"),
+    "insecure-cookie": (_insecure_cookie, "the affinity cookie is not Secure"),
+    "ingress-without-tls": (_ingress_without_tls, "serves the app without TLS"),
+    "ingress-to-metrics-port": (_ingress_to_metrics_port, "routes to the metrics port 9464"),
+    "ingress-no-xheaders": (_no_xheaders, "behind Ingress/"),
+    "ingress-metrics-on-bokeh-port": (_metrics_on_bokeh_port, "/metrics is served on the Bokeh port"),
 }
 
 
@@ -688,6 +1044,25 @@ def test_each_policy_rule_can_fail(
 ) -> None:
     docs, answers, dockerfile = default_docs
     mutate, expected = MUTATIONS[mutation]
+    mutate(docs, answers["package_name"].upper() + "_")
+    problems = manifest_policy_problems(docs, answers, dockerfile)
+    assert len(problems) == 1, problems
+    assert expected in problems[0], problems
+
+
+@pytest.fixture(scope="module")
+def ingress_bake(cookies_session: Any) -> tuple[Path, dict[str, Any]]:
+    """The default answers with the ingress-nginx edge."""
+    return bake(cookies_session, {"edge": "ingress-nginx"})
+
+
+@pytest.mark.parametrize("mutation", INGRESS_MUTATIONS, ids=list(INGRESS_MUTATIONS))
+def test_each_ingress_rule_can_fail(ingress_bake: tuple[Path, dict[str, Any]], mutation: str) -> None:
+    project, answers = ingress_bake
+    docs = [copy.deepcopy(document) for _name, document in load_manifests(project / "k8s")]
+    dockerfile = (project / "Dockerfile").read_text(encoding="utf-8")
+    assert manifest_policy_problems(docs, answers, dockerfile) == []
+    mutate, expected = INGRESS_MUTATIONS[mutation]
     mutate(docs, answers["package_name"].upper() + "_")
     problems = manifest_policy_problems(docs, answers, dockerfile)
     assert len(problems) == 1, problems
@@ -707,9 +1082,16 @@ def test_nginx_config_is_present_only_when_chosen(baked: tuple[Path, dict[str, A
         return
     text = conf.read_text(encoding="utf-8")
     backends = re.findall(r"^\s*server\s+127\.0\.0\.1:(\d+);", text, flags=re.MULTILINE)
-    listen = re.findall(r"^\s*listen\s+(\d+);", text, flags=re.MULTILINE)
+    listen = re.findall(r"^\s*listen\s+(\d+)( ssl)?;", text, flags=re.MULTILINE)
     assert backends == [str(answers["port"]), str(int(answers["port"]) + 1)]
-    assert len(listen) == 1 and listen[0] not in backends
+    assert len(listen) == 2 and not {port for port, _ssl in listen} & set(backends)
+    (tls_port,) = [port for port, ssl in listen if ssl]
+    assert f"return 301 https://$host:{tls_port}$request_uri;" in text, "plain HTTP must redirect to TLS"
+    assert re.search(
+        r'^\s*""\s+"\S+=\$request_id; Path=/; HttpOnly; Secure; SameSite=Lax";', text, flags=re.MULTILINE
+    )
+    assert re.search(r"^\s*location ~ \^/\(readyz\|metrics\)/\?\$ \{\s*return 404;", text, flags=re.MULTILINE)
+    assert "X-Forwarded-Proto $scheme" in text
     for timeout in re.findall(r"proxy_(?:read|send)_timeout\s+(\d+)s;", text):
         assert int(timeout) > KEEP_ALIVE_S
     assert "map $http_upgrade $connection_upgrade" in text

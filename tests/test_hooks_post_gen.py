@@ -1,5 +1,5 @@
 """Tests for ``hooks/post_gen_project.py``: it removes switched-off parts, scrubs the replay record
-and fills the session-signing key; nothing else.
+and fills the generated secrets; nothing else.
 
 Unit tests call the functions of the hook imported unrendered and of the hook rendered the way
 cookiecutter renders it (``hook_loading.load_rendered_hook``); bake tests check the same
@@ -16,14 +16,23 @@ from typing import Any
 
 import pytest
 import rendered_checks
-import yaml
 from hook_loading import HOOKS_DIR, load_hook, load_rendered_hook, render_hook_source, sample_context
 
 post_gen = load_hook("post_gen_project")
 
-#: Where each part the yes/no answers control lives.
-OPTIONAL_PARTS = ("k8s/x.yaml", "k8s/secret.yaml", "deploy/nginx.conf")
-SECRET = 'kind: Secret\nstringData:\n  BOKEH_SECRET_KEY: "@GENERATED_SECRET_KEY@"\n'
+#: Where each part the answers control lives.
+OPTIONAL_PARTS = (
+    "k8s/x.yaml",
+    "k8s/secrets.env",
+    "k8s/gateway.yaml",
+    "k8s/httproute.yaml",
+    "k8s/ingress.yaml",
+    "deploy/nginx.conf",
+)
+SECRET = (
+    "BOKEH_SECRET_KEY=@GENERATED_SECRET@\n# login\nBOKEH_COOKIE_SECRET=@GENERATED_SECRET@\n"
+    "DASH_OIDC_CLIENT_SECRET=\n"
+)
 LOCAL_CONTEXT = {
     "project_name": "Ö 📈",
     "_output_dir": "/home/me/out",
@@ -38,7 +47,7 @@ def make_optional_parts(root: Path) -> None:
     for name in OPTIONAL_PARTS:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("a: 1\n", encoding="utf-8")
-    (root / "k8s" / "secret.yaml").write_text(SECRET, encoding="utf-8")
+    (root / "k8s" / "secrets.env").write_text(SECRET, encoding="utf-8")
     replay = {"cookiecutter": LOCAL_CONTEXT}
     (root / post_gen.REPLAY_FILE).write_text(json.dumps(replay), encoding="utf-8")
 
@@ -66,19 +75,35 @@ def test_disabled_parts_are_removed(tmp_path: Path) -> None:
     assert not (tmp_path / "deploy").exists()
 
 
-def test_enabled_parts_are_kept(tmp_path: Path) -> None:
+def test_enabled_parts_are_kept_with_the_chosen_edge(tmp_path: Path) -> None:
     make_optional_parts(tmp_path)
-    answers = {"include_kubernetes": True, "include_nginx": "yes", "signed_sessions": True}
-    assert post_gen.remove_disabled_parts(tmp_path, answers) == []
-    for name in OPTIONAL_PARTS:
+    answers = {"include_kubernetes": True, "include_nginx": "yes", "signed_sessions": True, "edge": "gateway"}
+    assert post_gen.remove_disabled_parts(tmp_path, answers) == ["k8s/ingress.yaml"]
+    for name in set(OPTIONAL_PARTS) - {"k8s/ingress.yaml"}:
         assert (tmp_path / name).is_file()
+
+
+def test_ingress_edge_drops_the_gateway(tmp_path: Path) -> None:
+    make_optional_parts(tmp_path)
+    answers = {
+        "include_kubernetes": True,
+        "include_nginx": True,
+        "signed_sessions": True,
+        "edge": "ingress-nginx",
+    }
+    assert post_gen.remove_disabled_parts(tmp_path, answers) == ["k8s/gateway.yaml", "k8s/httproute.yaml"]
+    assert (tmp_path / "k8s" / "ingress.yaml").is_file()
 
 
 def test_unsigned_sessions_drop_only_the_secret(tmp_path: Path) -> None:
     make_optional_parts(tmp_path)
     (tmp_path / "deploy" / "compose.yaml").write_text("a: 1\n", encoding="utf-8")
     answers = {"include_kubernetes": True, "include_nginx": False, "signed_sessions": False}
-    assert post_gen.remove_disabled_parts(tmp_path, answers) == ["k8s/secret.yaml", "deploy/nginx.conf"]
+    assert post_gen.remove_disabled_parts(tmp_path, answers) == [
+        "k8s/ingress.yaml",
+        "k8s/secrets.env",
+        "deploy/nginx.conf",
+    ]
     assert (tmp_path / "k8s" / "x.yaml").is_file()
     assert (tmp_path / "deploy" / "compose.yaml").is_file()
 
@@ -120,30 +145,38 @@ def test_absent_or_odd_replay_record_is_left_alone(tmp_path: Path, text: str | N
 
 
 # ---------------------------------------------------------------------------------------------
-# fill_secret_key
+# fill_secrets
 # ---------------------------------------------------------------------------------------------
 
 
-def test_secret_key_is_generated_once(tmp_path: Path) -> None:
-    secret = tmp_path / "k8s" / "secret.yaml"
+def env_values(path: Path) -> dict[str, str]:
+    return rendered_checks.env_file_values(path.read_text(encoding="utf-8"))
+
+
+def test_secrets_are_generated_once_each_its_own(tmp_path: Path) -> None:
+    secret = tmp_path / "k8s" / "secrets.env"
     secret.parent.mkdir()
     secret.write_text(SECRET, encoding="utf-8")
-    assert post_gen.fill_secret_key(tmp_path) is True
-    key = yaml.safe_load(secret.read_text(encoding="utf-8"))["stringData"]["BOKEH_SECRET_KEY"]
-    assert len(key) >= 32 and key != post_gen.SECRET_PLACEHOLDER
-    assert post_gen.fill_secret_key(tmp_path) is False  # nothing left to replace: the key stays
-    assert yaml.safe_load(secret.read_text(encoding="utf-8"))["stringData"]["BOKEH_SECRET_KEY"] == key
+    assert post_gen.fill_secrets(tmp_path) == 2
+    values = env_values(secret)
+    assert len(values["BOKEH_SECRET_KEY"]) >= 32 and len(values["BOKEH_COOKIE_SECRET"]) >= 32
+    assert values["BOKEH_SECRET_KEY"] != values["BOKEH_COOKIE_SECRET"]
+    assert values["DASH_OIDC_CLIENT_SECRET"] == "" and "# login" in secret.read_text(encoding="utf-8")
+    assert post_gen.fill_secrets(tmp_path) == 0  # nothing left to replace: the values stay
+    assert env_values(secret) == values
 
 
-def test_secret_key_comes_from_make_key(tmp_path: Path) -> None:
+def test_secrets_come_from_make_secret(tmp_path: Path) -> None:
     (tmp_path / "k8s").mkdir()
-    (tmp_path / "k8s" / "secret.yaml").write_text(SECRET, encoding="utf-8")
-    assert post_gen.fill_secret_key(tmp_path, make_key=lambda: "chosen") is True
-    assert "chosen" in (tmp_path / "k8s" / "secret.yaml").read_text(encoding="utf-8")
+    (tmp_path / "k8s" / "secrets.env").write_text(SECRET, encoding="utf-8")
+    made = iter(["first", "second"])
+    assert post_gen.fill_secrets(tmp_path, make_secret=lambda: next(made)) == 2
+    values = env_values(tmp_path / "k8s" / "secrets.env")
+    assert (values["BOKEH_SECRET_KEY"], values["BOKEH_COOKIE_SECRET"]) == ("first", "second")
 
 
 def test_no_secret_file_means_nothing_to_fill(tmp_path: Path) -> None:
-    assert post_gen.fill_secret_key(tmp_path) is False
+    assert post_gen.fill_secrets(tmp_path) == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,14 +195,14 @@ def test_no_secret_file_means_nothing_to_fill(tmp_path: Path) -> None:
         ),
         pytest.param(
             {"include_kubernetes": True, "include_nginx": True, "signed_sessions": False},
-            ["k8s/x.yaml", "deploy/nginx.conf"],
-            ["k8s/secret.yaml"],
+            ["k8s/x.yaml", "k8s/gateway.yaml", "deploy/nginx.conf"],
+            ["k8s/secrets.env", "k8s/ingress.yaml"],
             id="unsigned",
         ),
         pytest.param(
             {"include_kubernetes": True, "include_nginx": "no", "signed_sessions": "yes"},
-            ["k8s/x.yaml", "k8s/secret.yaml"],
-            ["deploy"],
+            ["k8s/x.yaml", "k8s/secrets.env", "k8s/gateway.yaml"],
+            ["deploy", "k8s/ingress.yaml"],
             id="words",
         ),
     ],
@@ -188,7 +221,7 @@ def test_rendered_hook_trims_by_its_baked_answers(
     assert not any((project / name).exists() for name in gone)
     replay = json.loads((project / ".cookiecutter-replay.json").read_text(encoding="utf-8"))
     assert replay == {"cookiecutter": {"project_name": "Ö 📈"}}
-    if "k8s/secret.yaml" in kept:
+    if "k8s/secrets.env" in kept:
         assert rendered_checks.check_secret_key(project, module.ANSWERS) == []
 
 
@@ -232,7 +265,6 @@ def test_two_signed_bakes_get_different_keys(cookies: Any) -> None:
     for _ in range(2):
         result = cookies.bake(extra_context={"signed_sessions": True})
         assert result.exit_code == 0, result.exception
-        secret = yaml.safe_load((result.project_path / "k8s" / "secret.yaml").read_text(encoding="utf-8"))
-        keys.append(secret["stringData"]["BOKEH_SECRET_KEY"])
+        keys.append(env_values(result.project_path / "k8s" / "secrets.env")["BOKEH_SECRET_KEY"])
     assert keys[0] != keys[1]
     assert all(len(key) >= 32 for key in keys)

@@ -42,8 +42,10 @@ GOOD: dict[str, Any] = {
     "memory_limit": "1Gi",
     "replicas": "2",
     "include_kubernetes": True,
+    "edge": "gateway",
     "include_nginx": True,
     "signed_sessions": False,
+    "auth": "none",
 }
 
 HOSTILE_NAME = 'Ünïcødé "Quoted" \\ Back\'slash 📈 Board'
@@ -102,6 +104,7 @@ def test_good_answers_pass() -> None:
         pytest.param("signed_sessions", True, id="bool-real"),
         pytest.param("check_unused_sessions_ms", "300000", id="check-equals-lifetime"),
         pytest.param("python_version", "3.10", id="python-3.10"),
+        pytest.param("edge", "ingress-nginx", id="edge-ingress-nginx"),
     ],
 )
 def test_valid_variants_pass(field: str, value: object) -> None:
@@ -191,6 +194,9 @@ BAD_ANSWERS = [
     pytest.param("include_kubernetes", "maybe", id="bool-maybe"),
     pytest.param("include_nginx", "1", id="bool-digit"),
     pytest.param("signed_sessions", None, id="bool-none"),
+    pytest.param("edge", "traefik", id="edge-unknown"),
+    pytest.param("edge", "Gateway", id="edge-case"),
+    pytest.param("auth", "saml", id="auth-unknown"),
 ]
 
 
@@ -207,6 +213,14 @@ def test_check_longer_than_lifetime_says_how_to_fix() -> None:
     assert error.startswith("ERROR: check_unused_sessions_ms: got '2000'; ")
     assert "lower check_unused_sessions_ms to at most 1000" in error
     assert "lifetime + check interval" in error
+
+
+def test_login_needs_signed_sessions() -> None:
+    """auth=oidc with unsigned session ids is refused, naming auth and saying what to answer."""
+    (error,) = pre_gen.validate(with_answer(auth="oidc", signed_sessions="no"))
+    assert error.startswith("ERROR: auth: got 'oidc'; login needs signed session ids")
+    assert "answer signed_sessions yes, or choose auth none" in error
+    assert pre_gen.validate(with_answer(auth="oidc", signed_sessions=True)) == []
 
 
 def test_memory_message_names_the_minimum() -> None:

@@ -53,16 +53,17 @@ def assert_no_bake_left(tmpdir: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("name", "slug"),
-    [
-        pytest.param("Café Analytics", "cafe-analytics", id="accents"),
-        pytest.param("数据看板", "shu-ju-kan-ban", id="cjk"),
-        pytest.param('Bob\'s "Dash"', "bob-s-dash", id="quotes"),
-        pytest.param(LONG_NAME, "-".join(["quarterly"] * 6), id="299-characters"),
-        pytest.param("x" * 300, "x" * 63, id="300-character-word"),
-    ],
-)
+#: Names given alone that must bake: (name, derived slug), each with a test id.
+NAMES_THAT_BAKE = [
+    pytest.param("Café Analytics", "cafe-analytics", id="accents"),
+    pytest.param("数据看板", "shu-ju-kan-ban", id="cjk"),
+    pytest.param('Bob\'s "Dash"', "bob-s-dash", id="quotes"),
+    pytest.param(LONG_NAME, "-".join(["quarterly"] * 6), id="299-characters"),
+    pytest.param("x" * 300, "x" * 63, id="300-character-word"),
+]
+
+
+@pytest.mark.parametrize(("name", "slug"), NAMES_THAT_BAKE)
 def test_name_alone_bakes_with_the_derived_names(cookies: Any, name: str, slug: str) -> None:
     result = cookies.bake(extra_context={"project_name": name})
     assert result.exit_code == 0, result.exception

@@ -62,13 +62,13 @@ def test_project_problems_collects_every_check(project: Path, answers: dict[str,
     (project / "bad.py").write_text("def broken(:\n", encoding="utf-8")
     (project / "bad.json").write_text("{", encoding="utf-8")
     (project / "notes.md").write_text("{{ x }}\n", encoding="utf-8")
-    (project / "k8s" / "secret.yaml").write_text("kind: Secret\n", encoding="utf-8")
+    (project / "k8s" / "secrets.env").write_text("BOKEH_SECRET_KEY=x\n", encoding="utf-8")
     problems = checks.project_problems(project, answers)
     assert [problem.split(":")[0] for problem in problems] == [
         "bad.py",
         "bad.json",
         "notes.md",
-        "k8s/secret.yaml",
+        "k8s/secrets.env",
     ]
 
 
@@ -145,7 +145,7 @@ def test_leftover_check_skips_binary_git_and_github(project: Path, answers: dict
     (project / ".git").mkdir()
     (project / ".git" / "COMMIT_EDITMSG").write_text("{{ anything }}", encoding="utf-8")
     workflow = project / ".github" / "workflows" / "ci.yml"
-    workflow.parent.mkdir(parents=True)
+    workflow.parent.mkdir(parents=True, exist_ok=True)  # baked projects have one
     workflow.write_text("python-version: ${{ matrix.python }}\n", encoding="utf-8")
     assert checks.check_no_template_leftovers(project, answers) == []
 
@@ -371,50 +371,72 @@ def test_no_k8s_means_no_memory_problems(tmp_path: Path) -> None:
     assert checks.check_memory_limits(tmp_path, {"memory_limit": "1Gi"}) == []
 
 
-SECRET_TEMPLATE = 'kind: Secret\nstringData:\n  BOKEH_SECRET_KEY: "{key}"\n'
+SECRET_TEMPLATE = "# generated\nBOKEH_SECRET_KEY={key}\n"
 SIGNED = {"include_kubernetes": True, "signed_sessions": True}
+LOGIN = {**SIGNED, "auth": "oidc", "package_name": "dash"}
 
 
 def write_secret(root: Path, text: str) -> None:
-    """Write ``k8s/secret.yaml`` under ``root``."""
+    """Write ``k8s/secrets.env`` under ``root``."""
     (root / "k8s").mkdir(exist_ok=True)
-    (root / "k8s" / "secret.yaml").write_text(text, encoding="utf-8")
+    (root / "k8s" / "secrets.env").write_text(text, encoding="utf-8")
 
 
 def test_generated_secret_key_passes(tmp_path: Path) -> None:
     write_secret(tmp_path, SECRET_TEMPLATE.format(key="k" * 32))
     assert checks.check_secret_key(tmp_path, SIGNED) == []
+    write_secret(
+        tmp_path, f"BOKEH_SECRET_KEY={'k' * 32}\nBOKEH_COOKIE_SECRET={'c' * 32}\nDASH_OIDC_CLIENT_SECRET=\n"
+    )
+    assert checks.check_secret_key(tmp_path, LOGIN) == []
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("text", "answers", "expected"),
     [
         pytest.param(
             SECRET_TEMPLATE.format(key=checks.SECRET_PLACEHOLDER),
-            "k8s/secret.yaml: the key placeholder '@GENERATED_SECRET_KEY@' was not replaced",
+            SIGNED,
+            "k8s/secrets.env: the placeholder '@GENERATED_SECRET@' was not replaced",
             id="placeholder",
         ),
         pytest.param(
             SECRET_TEMPLATE.format(key="k" * 31),
-            "k8s/secret.yaml: BOKEH_SECRET_KEY is shorter than 32 characters",
+            SIGNED,
+            "k8s/secrets.env: BOKEH_SECRET_KEY is shorter than 32 characters",
             id="short",
         ),
+        pytest.param("OTHER=x\n", SIGNED, "k8s/secrets.env: no BOKEH_SECRET_KEY entry", id="no-entry"),
         pytest.param(
-            "kind: Secret\nstringData: {OTHER: x}\n",
-            "k8s/secret.yaml: no BOKEH_SECRET_KEY entry",
-            id="no-entry",
+            f"BOKEH_SECRET_KEY={'k' * 32}\nDASH_OIDC_CLIENT_SECRET=\n",
+            LOGIN,
+            "k8s/secrets.env: no BOKEH_COOKIE_SECRET entry",
+            id="login-without-cookie-secret",
         ),
-        pytest.param("a: [\n", "k8s/secret.yaml: holds no YAML mapping", id="broken-yaml"),
+        pytest.param(
+            f"BOKEH_SECRET_KEY={'k' * 32}\nBOKEH_COOKIE_SECRET={'k' * 32}\nDASH_OIDC_CLIENT_SECRET=\n",
+            LOGIN,
+            "k8s/secrets.env: two secrets have the same value",
+            id="same-value",
+        ),
+        pytest.param(
+            f"BOKEH_SECRET_KEY={'k' * 32}\nBOKEH_COOKIE_SECRET={'c' * 32}\n",
+            LOGIN,
+            "k8s/secrets.env: no DASH_OIDC_CLIENT_SECRET line",
+            id="no-client-secret-line",
+        ),
     ],
 )
-def test_bad_secret_key_is_reported(tmp_path: Path, text: str, expected: str) -> None:
+def test_bad_secret_key_is_reported(
+    tmp_path: Path, text: str, answers: dict[str, Any], expected: str
+) -> None:
     write_secret(tmp_path, text)
-    assert checks.check_secret_key(tmp_path, SIGNED) == [expected]
+    assert checks.check_secret_key(tmp_path, answers) == [expected]
 
 
 def test_missing_secret_with_signed_sessions_is_reported(tmp_path: Path) -> None:
     assert checks.check_secret_key(tmp_path, SIGNED) == [
-        "k8s/secret.yaml: missing although signed_sessions is on"
+        "k8s/secrets.env: missing although signed_sessions is on"
     ]
 
 
@@ -422,9 +444,9 @@ def test_secret_without_signed_sessions_is_reported(tmp_path: Path) -> None:
     write_secret(tmp_path, SECRET_TEMPLATE.format(key="k" * 32))
     unsigned = {"include_kubernetes": True, "signed_sessions": "no"}
     assert checks.check_secret_key(tmp_path, unsigned) == [
-        "k8s/secret.yaml: present although sessions are not signed"
+        "k8s/secrets.env: present although sessions are not signed"
     ]
-    (tmp_path / "k8s" / "secret.yaml").unlink()
+    (tmp_path / "k8s" / "secrets.env").unlink()
     assert checks.check_secret_key(tmp_path, unsigned) == []
 
 
@@ -441,6 +463,7 @@ ANSWERS = {
     "unused_session_lifetime_ms": str(LIFETIME),
     "check_unused_sessions_ms": str(CHECK),
     "memory_limit": "1Gi",
+    "auth": "none",
 }
 GOOD_FILE = {
     "project_name": HOSTILE_NAME,
@@ -449,6 +472,7 @@ GOOD_FILE = {
     "unused_session_lifetime_ms": LIFETIME,
     "check_unused_sessions_ms": CHECK,
     "memory_limit": "1Gi",
+    "auth": "none",
 }
 ANSWERS_PATH = "src/hostile_board/server/answers.json"
 

@@ -24,6 +24,8 @@ EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 SET_NAME = re.compile(r"\{%-?\s*set\s+(\w+)")
 STATEMENT = re.compile(r"\{%-?\s*(\w+)")
 ALLOWED_STATEMENTS = {"if", "elif", "else", "endif", "for", "endfor", "raw", "endraw", "set"}
+#: ``{% raw %}...{% endraw %}``: copied as is (GitHub Actions' ``${{ ... }}`` in workflow files).
+RAW_BLOCK = re.compile(r"\{%-?\s*raw\s*-?%\}.*?\{%-?\s*endraw\s*-?%\}", re.DOTALL)
 IMPORT_LINE = re.compile(r"^\s*(from\s+\S+\s+import\b|import\s+\S+)")
 
 
@@ -43,7 +45,7 @@ def test_every_jinja_expression_uses_the_answers() -> None:
         text = path.read_text(encoding="utf-8")
         rel = path.relative_to(TEMPLATE)
         names = {"cookiecutter", *SET_NAME.findall(text)}
-        for match in EXPRESSION.finditer(text):
+        for match in EXPRESSION.finditer(RAW_BLOCK.sub("", text)):
             if not names & set(re.findall(r"[A-Za-z_]\w*", match[1])):
                 problems.append(f"{rel}: {match[0]!r}")
         for match in STATEMENT.finditer(text):

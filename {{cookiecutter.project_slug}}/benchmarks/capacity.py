@@ -44,6 +44,7 @@ import json
 import os
 import platform
 import random
+import ssl
 import sys
 import tempfile
 import time
@@ -61,7 +62,6 @@ from {{ cookiecutter.package_name }}.server.settings import env_var
 from {{ cookiecutter.package_name }}_devtools.bokeh_ws import BokehUser, model_id
 from {{ cookiecutter.package_name }}_devtools.nginx import NGINX_CONF, running_nginx
 from {{ cookiecutter.package_name }}_devtools.serving import (
-    READY_LINE,
     ServedProcess,
     bokeh_command,
     free_port,
@@ -94,6 +94,8 @@ class Target:
     websocket_url: str
     servers: list[ServedProcess]
     proxy: ServedProcess | None = None
+    #: The certificate to trust (nginx's TLS port), or None for plain HTTP.
+    ca_certs: str | None = None
 
     def pids(self, proxy: bool = False) -> list[int]:
         """The servers' process ids, or nginx's (master and workers)."""
@@ -132,7 +134,7 @@ async def join_retrying(target: Target, attempts: int = 5) -> tuple[BokehUser, f
     browser would be by the project's error page. Returns the user and its time to first plot."""
     for attempt in range(attempts):
         try:
-            return await BokehUser.join(target.page_url, target.websocket_url)
+            return await BokehUser.join(target.page_url, target.websocket_url, ca_certs=target.ca_certs)
         except HTTPClientError as error:
             if error.code != 503 or attempt == attempts - 1:
                 raise
@@ -292,26 +294,29 @@ def serving(config: str) -> Iterator[Target]:
             served = start_server(command, port, env=None if config == "bare" else PROJECT_ENV)
             stack.callback(served.kill)
             servers.append(served)
-        port, nginx = ports[0], None
-        if config.startswith("nginx"):
-            port = free_port()
-            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="capacity-nginx-")))
-            nginx = stack.enter_context(running_nginx(directory, ports, port, page_rate="100000r/s"))
-            if not wait_for_http(f"http://127.0.0.1:{port}/healthz"):
-                raise RuntimeError(f"nginx did not answer:\n{nginx.log[-2000:]}")
-        for served in servers:
-            assert READY_LINE in served.log
-        yield Target(config, f"http://127.0.0.1:{port}/app", f"ws://127.0.0.1:{port}/app/ws", servers, nginx)
+        if not config.startswith("nginx"):
+            port = ports[0]
+            yield Target(config, f"http://127.0.0.1:{port}/app", f"ws://127.0.0.1:{port}/app/ws", servers)
+            return
+        # As in production: users reach nginx over TLS (its plain port only redirects to it).
+        port = free_port()
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="capacity-nginx-")))
+        nginx = stack.enter_context(running_nginx(directory, ports, free_port(), port, page_rate="100000r/s"))
+        context = ssl.create_default_context(cafile=str(nginx.certificate))
+        if not wait_for_http(f"https://127.0.0.1:{port}/healthz", context):
+            raise RuntimeError(f"nginx did not answer:\n{nginx.process.log[-2000:]}")
+        page, websocket = f"https://127.0.0.1:{port}/app", f"wss://127.0.0.1:{port}/app/ws"
+        yield Target(config, page, websocket, servers, nginx.process, str(nginx.certificate))
 
 
-def wait_for_http(url: str, timeout: float = 15.0) -> bool:
+def wait_for_http(url: str, context: ssl.SSLContext, timeout: float = 15.0) -> bool:
     import urllib.error
     import urllib.request
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2):
+            with urllib.request.urlopen(url, timeout=2, context=context):
                 return True
         except (urllib.error.URLError, OSError):
             time.sleep(0.2)

@@ -44,6 +44,7 @@ from typing import Any
 from memory import format_table, write_html
 
 from {{ cookiecutter.package_name }}.server.serve import APP_DIR
+from {{ cookiecutter.package_name }}.server.session_gate import WARM_UP_PREFIX
 from {{ cookiecutter.package_name }}.server.settings import env_var
 from {{ cookiecutter.package_name }}_devtools.polling import wait_until
 from {{ cookiecutter.package_name }}_devtools.serving import (
@@ -55,7 +56,7 @@ from {{ cookiecutter.package_name }}_devtools.serving import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CLEANED = re.compile(r"^(\d+\.\d+) Session (\S+) cleaned up")
+CLEANED = re.compile(rf"^(\d+\.\d+) Session (?!{re.escape(WARM_UP_PREFIX)})(\S+) cleaned up")
 SERVERS = ("project", "bare")
 LIFETIME_MS = 1000
 #: The same probe's worst delay over this long just before the expiry window: the stall the idle

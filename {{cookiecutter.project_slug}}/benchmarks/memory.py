@@ -52,6 +52,7 @@ from typing import Any
 import psutil
 
 from {{ cookiecutter.package_name }}.server.serve import APP_DIR
+from {{ cookiecutter.package_name }}.server.session_gate import WARM_UP_PREFIX
 from {{ cookiecutter.package_name }}.server.settings import ENV_PREFIX, PACKAGE
 from {{ cookiecutter.package_name }}_devtools.polling import wait_until
 from {{ cookiecutter.package_name }}_devtools.serving import (
@@ -69,8 +70,9 @@ MB = 2**20
 #: A session's end, whichever log says it first: Bokeh 3.10 at debug level ("was successfully
 #: discarded"; Bokeh 3.9 logs that at trace level only), this project's lifecycle hooks ("cleaned
 #: up in") or the naive app's destroy callback ("session ... ended").
-DISCARDED = re.compile(
-    r"Session '?([\w-]+)'? (?:was successfully discarded|cleaned up in)|\(session ([\w-]+) ended\)"
+DISCARDED = re.compile(  # the project's warm-up sessions (at start, before any client) do not count
+    rf"Session '?(?!{re.escape(WARM_UP_PREFIX)})([\w-]+)'? (?:was successfully discarded|cleaned up in)"
+    r"|\(session ([\w-]+) ended\)"
 )
 REGISTRY = re.compile(r"naive registry holds (\d+) sessions, ([0-9.]+) MB")
 LOG_TIME = re.compile(r"^(\d+\.\d+) ")

@@ -14,14 +14,13 @@ import dataclasses
 import socket
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 from bokeh.client import pull_session
 from bokeh.util.token import generate_jwt_token, generate_session_id
 
-from {{ cookiecutter.package_name }}.server import runtime
 from {{ cookiecutter.package_name }}.server.admission import TICKET_TTL_S, Admission, Refusal, Ticket
-from {{ cookiecutter.package_name }}.server.ops import OpsState, ops_patterns
 from {{ cookiecutter.package_name }}.server.serve import APP_DIR
 from {{ cookiecutter.package_name }}.server.session_gate import TRY_AGAIN_LATER
 from {{ cookiecutter.package_name }}.server.settings import get_settings
@@ -32,7 +31,7 @@ from {{ cookiecutter.package_name }}_devtools.testing import (
     http_get,
     http_request,
     page_token,
-    running_server,
+    running_runtime,
     websocket_handshake,
 )
 
@@ -122,20 +121,14 @@ def test_the_cost_is_the_footprint_when_creations_overlap() -> None:
 
 
 @pytest.fixture
-def one_session_server() -> RunningServer:
+def one_session_server() -> Iterator[RunningServer]:
     """The app on a real server with the runtime attached and admission capped at one session."""
     settings = dataclasses.replace(get_settings(), max_sessions=1, retry_after_s=7)
-    state = OpsState()
-    with running_server(
-        APP_DIR, unused_session_lifetime_ms=60_000, extra_patterns=ops_patterns(state)
-    ) as running:
-        attached = running.call(lambda: runtime.attach(running.server, state, settings))
-        try:
-            yield running
-        finally:
-            running.call(attached.stop)
+    with running_runtime(settings, unused_session_lifetime_ms=60_000) as (running, _runtime):
+        yield running
 
 
+@pytest.mark.requires_patch("session_gate")
 def test_a_refused_page_gets_503_retry_after_and_a_page(
     one_session_server: RunningServer,
 ) -> None:
@@ -156,6 +149,7 @@ def test_a_refused_page_gets_503_retry_after_and_a_page(
     assert websocket.status == 101
 
 
+@pytest.mark.requires_patch("session_gate")
 def test_a_refused_websocket_is_closed_with_1013_and_why(
     one_session_server: RunningServer,
 ) -> None:
@@ -186,29 +180,23 @@ def metric(text: str, name: str) -> float:
     return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
 
 
+@pytest.mark.requires_patch("session_gate")
 def test_a_page_session_without_websocket_is_discarded_after_the_grace() -> None:
     """Control in the same run: a connected session, older than the grace, is still there."""
     settings = dataclasses.replace(get_settings(), unconnected_grace_ms=400)
-    state = OpsState()
-    with running_server(
-        APP_DIR, unused_session_lifetime_ms=60_000, extra_patterns=ops_patterns(state)
-    ) as running:
-        attached = running.call(lambda: runtime.attach(running.server, state, settings))
-        try:
-            connected = pull_session(url=running.url())
-            for _ in range(3):
-                assert http_get(running.url())[0] == 200
-            assert metric(http_get(running.url("/metrics"))[1], "bokeh_sessions_live") == 4
-            started = time.monotonic()
-            assert wait_until(lambda: running.session_count() == 1, 10), "unconnected sessions stayed"
-            assert 0.3 <= time.monotonic() - started <= 5
-            text = http_get(running.url("/metrics"))[1]
-            assert metric(text, "bokeh_sessions_live") == 1
-            assert metric(text, "bokeh_sessions_unconnected_discarded_total") == 3
-            assert running.call(lambda: [s.id for s in running.server.get_sessions()]) == [connected.id]
-            connected.close()
-        finally:
-            running.call(attached.stop)
+    with running_runtime(settings, unused_session_lifetime_ms=60_000) as (running, _runtime):
+        connected = pull_session(url=running.url())
+        pages_from = time.monotonic()  # each page's session is built after this, and goes a grace later
+        for _ in range(3):
+            assert http_get(running.url())[0] == 200
+        assert metric(http_get(running.url("/metrics"))[1], "bokeh_sessions_live") == 4
+        assert wait_until(lambda: running.session_count() == 1, 10), "unconnected sessions stayed"
+        assert 0.4 <= time.monotonic() - pages_from <= 5
+        text = http_get(running.url("/metrics"))[1]
+        assert metric(text, "bokeh_sessions_live") == 1
+        assert metric(text, "bokeh_sessions_unconnected_discarded_total") == 3
+        assert running.call(lambda: [s.id for s in running.server.get_sessions()]) == [connected.id]
+        connected.close()
 
 
 # --- request limits ----------------------------------------------------------------------------------

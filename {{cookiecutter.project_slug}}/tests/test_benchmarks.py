@@ -10,7 +10,6 @@ to keep the default suite under a minute): ``pytest -m benchmark``; the template
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,17 +31,20 @@ CURVE_KEYS = {
 }  # fmt: skip
 
 
+def run_benchmark(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python benchmarks/<script> *args`` from the project root; it must exit 0."""
+    command = [sys.executable, str(BENCHMARKS / script), *args]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, cwd=BENCHMARKS.parent
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed
+
+
 @pytest.fixture(scope="module")
 def memory_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     results = tmp_path_factory.mktemp("results")
-    completed = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "memory.py"), *TINY, "--results-dir", str(results)],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=BENCHMARKS.parent,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    completed = run_benchmark("memory.py", *TINY, "--results-dir", str(results), timeout=90)
     return completed.stdout, results
 
 
@@ -129,23 +131,11 @@ def test_compare_explains_missing_results(tmp_path: Path) -> None:
     assert "memory.json not found: run the benchmark" in completed.stderr
 
 
+@pytest.mark.usefixtures("real_memory_limit")
 def test_crowd_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
     """Tiny crowd (6 sessions of 5 MB in 256 MiB): the figures are not the point, the script is."""
-    from {{ cookiecutter.package_name }}_devtools.memory_cgroup import cgroup_unavailable_reason
-
-    if (reason := cgroup_unavailable_reason()) is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the crowd benchmark, but no memory cgroup can be made: {reason}")
-        pytest.skip(f"no memory cgroup can be made here: {reason}")
     tiny = ["--limit-mib", "256", "--crowd", "6", "--payload-mb", "5", "--threads", "2"]
-    completed = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "crowd.py"), *tiny, "--results-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=BENCHMARKS.parent,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    completed = run_benchmark("crowd.py", *tiny, "--results-dir", str(tmp_path), timeout=240)
     assert "admitted" in completed.stdout and "survived" in completed.stdout
     report = json.loads((tmp_path / "crowd.json").read_text())
     for kind in ("pages", "websockets"):

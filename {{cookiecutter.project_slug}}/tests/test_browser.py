@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ import pytest
 from {{ cookiecutter.package_name }}.server.cleanup import on_every_session_end, remove_app_cleanup
 from {{ cookiecutter.package_name }}.server.serve import APP_DIR
 from {{ cookiecutter.package_name }}.server.session_locals import session_locals
+from {{ cookiecutter.package_name }}_devtools.polling import wait_until
 from {{ cookiecutter.package_name }}_devtools.testing import RunningServer, running_server
 
 if TYPE_CHECKING:
@@ -187,15 +188,6 @@ def server_state(running: RunningServer) -> SessionState:
     return running.call(read)
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval_s)
-    return True
-
-
 def drag_slider(page: Page, fraction: float) -> None:
     """Drag the slider's handle with the mouse to ``fraction`` of its track."""
     handle = page.locator(".noUi-handle").bounding_box()
@@ -259,7 +251,7 @@ def test_browser_renders_drives_the_session_and_the_closed_tab_is_destroyed(
                 drag_slider(page, 0.5)
                 window = int(page.evaluate(PAGE_WINDOW))
                 assert 20 <= window <= 40, f"the drag moved the slider to {window}"
-                assert wait_until(lambda: server_state(running).last_window == window, timeout_s=5), (
+                assert wait_until(lambda: server_state(running).last_window == window, 5, interval=0.02), (
                     f"the server did not see window={window}: {server_state(running)}"
                 )
                 after = server_state(running)
@@ -283,10 +275,10 @@ def test_browser_renders_drives_the_session_and_the_closed_tab_is_destroyed(
                 closed_at = time.monotonic()
                 context.close()
                 bound_s = (LIFETIME_MS + CHECK_MS) / 1000 + MARGIN_S
-                assert wait_until(lambda: running.session_count() == 0, timeout_s=bound_s), (
+                assert wait_until(lambda: running.session_count() == 0, bound_s, interval=0.02), (
                     f"session still alive {bound_s:.1f} s after the tab closed"
                 )
-                cleaned = wait_until(lambda: after.session_id in ended, timeout_s=1.0)
+                cleaned = wait_until(lambda: after.session_id in ended, 1.0, interval=0.02)
                 assert cleaned, "the session was discarded but its cleanups did not run"
                 elapsed = ended[after.session_id] - closed_at
                 assert LIFETIME_MS / 1000 * 0.9 <= elapsed <= bound_s, elapsed

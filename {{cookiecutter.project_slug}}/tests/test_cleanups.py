@@ -38,6 +38,7 @@ def open_each_kind(running, per_kind: int) -> None:
     assert running.wait_for_sessions(0, 15) == 0
 
 
+@pytest.mark.requires_patch("keep_modules")
 def test_cleanups_run_once_per_session_and_a_failure_is_isolated(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR)
     with running_server(APPS / "cleanups") as running:
@@ -54,6 +55,7 @@ def test_cleanups_run_once_per_session_and_a_failure_is_isolated(caplog: pytest.
     assert {r.getMessage().rsplit(" ", 1)[-1] for r in failures} == set(created)
 
 
+@pytest.mark.requires_patch("keep_modules")
 def test_main_py_globals_survive_for_destroy_callbacks() -> None:
     with running_server(APPS / "globals_trap") as running:
         open_each_kind(running, per_kind=2)
@@ -70,6 +72,7 @@ def test_naive_bokeh_loses_the_same_cleanup(caplog: pytest.LogCaptureFixture) ->
     assert any("is not defined" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.requires_patch("keep_modules")
 def test_a_cleanup_may_call_helpers_that_read_main_py_globals(caplog: pytest.LogCaptureFixture) -> None:
     """cleanup -> method -> helper -> global, and a destroy callback -> helper -> global, all in main.py."""
     caplog.set_level(logging.ERROR)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from bokeh.client import pull_session
 from bokeh.command.subcommands.serve import Serve
@@ -92,3 +94,16 @@ def test_origins_given_by_env_do_not_follow_the_port() -> None:
         tuple(o.replace(f":{settings.port}", ":5077") for o in settings.allowed_origins)
     )
     assert default_origins(settings, 5077, environ=explicit) == settings.allowed_origins
+
+
+def test_an_error_that_stops_the_start_is_one_line_not_a_traceback() -> None:
+    """Bokeh itself answers an unresolvable ``--address`` with a traceback (a ``KeyError`` while it
+    handles the ``socket.gaierror``); the CLI prints the cause in one line and exits 1. Control:
+    ``--log-level debug`` lets the traceback through."""
+    command = project_command(free_port(), "--address", "no-such-host.invalid")
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
+    assert completed.returncode == 1 and len(errors) == 1, completed.stderr[-2000:]
+    assert "Traceback" not in completed.stderr and "gaierror" in errors[0], completed.stderr[-2000:]
+    debug = subprocess.run([*command, "--log-level", "debug"], capture_output=True, text=True, timeout=60)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr, debug.stderr[-2000:]

@@ -17,6 +17,8 @@ import pytest
 
 from {{ cookiecutter.package_name }}.server import frozen_heap
 
+pytestmark = pytest.mark.requires_patch("stall_free")  # conftest installs it where it is on
+
 
 class _Document:
     """Stands in for a Bokeh document: weak-referenceable, can be put in a cycle."""

@@ -25,6 +25,8 @@ from {{ cookiecutter.package_name }}.server.serve import APP_DIR
 from {{ cookiecutter.package_name }}.server.settings import get_settings
 from {{ cookiecutter.package_name }}_devtools.testing import RunningServer, open_http_session, running_server
 
+pytestmark = pytest.mark.requires_patch("sliced_expiry")  # conftest installs it where it is on
+
 
 class _Session:
     """Just what ``discard_in_slices`` reads of a Bokeh ``ServerSession``."""

@@ -35,6 +35,7 @@ import psutil
 import pytest
 from bokeh.client import pull_session
 
+from {{ cookiecutter.package_name }}.server.session_gate import WARM_UP_PREFIX
 from {{ cookiecutter.package_name }}_devtools.polling import wait_until
 from {{ cookiecutter.package_name }}_devtools.serving import ServedProcess, project_server
 
@@ -42,7 +43,7 @@ pytestmark = [pytest.mark.soak, pytest.mark.timeout(900)]
 
 APPS = Path(__file__).resolve().parent / "apps"
 SLOPE_BOUND_BYTES = 1024
-CLEANED = re.compile(r"Session (\S+) cleaned up in")
+CLEANED = re.compile(rf"Session (?!{re.escape(WARM_UP_PREFIX)})(\S+) cleaned up in")  # users' sessions
 EXPIRY = ("--unused-session-lifetime", "500", "--check-unused-sessions", "200")
 WARMUP = 300
 CYCLES = 1000

@@ -1,7 +1,8 @@
-"""Stall-free expiry: the Bokeh patches refuse unverified code and keep Bokeh's leak diagnostic.
+"""Stall-free expiry: the Bokeh patches are in place and keep Bokeh's leak diagnostic.
 
 The whole suite runs with the patches installed (conftest.py), so the leak tests also prove that
-sessions are still freed without Bokeh's per-document ``gc.collect()``.
+sessions are still freed without Bokeh's per-document ``gc.collect()``. Where this Bokeh is not
+verified (``server/patches.py``), the patches are off and these tests skip, saying why.
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import logging
 import types
 
-import bokeh
 import bokeh.document.document as bokeh_document
 import pytest
 
 from {{ cookiecutter.package_name }}.server import memory, stall_free
+
+pytestmark = pytest.mark.requires_patch("stall_free")
 
 
 def test_patches_are_installed_for_this_suite() -> None:
@@ -21,20 +23,6 @@ def test_patches_are_installed_for_this_suite() -> None:
     requests = memory.stats.requests
     assert bokeh_document.gc.collect() == 0  # no heap walk here ...
     assert memory.stats.requests == requests + 1  # ... a batched release instead
-
-
-def test_unverified_bokeh_version_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bokeh, "__version__", "3.11.0")
-    with pytest.raises(stall_free.UnverifiedBokehError, match=r"3\.11\.0.*COALESCE_GC=false"):
-        stall_free._check_bokeh()
-
-
-def test_changed_bokeh_code_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
-    expected = dict(stall_free._EXPECTED_SOURCE)
-    expected["Document.destroy"] = ("gc.collect()", "a line Bokeh never had")
-    monkeypatch.setattr(stall_free, "_EXPECTED_SOURCE", expected)
-    with pytest.raises(stall_free.UnverifiedBokehError, match="no longer contains"):
-        stall_free._check_bokeh()
 
 
 def _discard(module: types.ModuleType) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from .server.cleanup import on_every_session_end, on_session_end
 from .server.per_process import per_process
 from .server.session_locals import OutsideSessionError, SessionLocals, session_locals
+from .server.session_users import User, current_user
 from .server.settings import PROJECT_NAME, SettingsError, app_setting
 
 __version__ = "0.1.0"
@@ -21,7 +22,9 @@ __all__ = [
     "OutsideSessionError",
     "SessionLocals",
     "SettingsError",
+    "User",
     "app_setting",
+    "current_user",
     "on_every_session_end",
     "on_session_end",
     "per_process",

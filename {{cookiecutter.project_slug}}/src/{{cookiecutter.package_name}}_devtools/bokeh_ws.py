@@ -65,15 +65,20 @@ class BokehUser:
         self._waiting: tuple[str, asyncio.Future[None]] | None = None
 
     @classmethod
-    async def join(cls, page_url: str, websocket_url: str, timeout: float = 30.0) -> tuple[BokehUser, float]:
-        """Open the page and its session; returns the user and the seconds from the page request to
-        the pulled document."""
+    async def join(
+        cls, page_url: str, websocket_url: str, timeout: float = 30.0, ca_certs: str | None = None
+    ) -> tuple[BokehUser, float]:
+        """Open the page and its session (``ca_certs``: the certificate to trust for https/wss);
+        returns the user and the seconds from the page request to the pulled document."""
         started = time.perf_counter()
-        page = await AsyncHTTPClient().fetch(page_url, request_timeout=timeout)
+        page = await AsyncHTTPClient().fetch(page_url, request_timeout=timeout, ca_certs=ca_certs)
         token = page_token(page.body.decode("utf-8", "replace"))
         cookies = "; ".join(cookie.split(";", 1)[0] for cookie in page.headers.get_list("Set-Cookie"))
         request = HTTPRequest(
-            websocket_url, headers={"Cookie": cookies} if cookies else {}, request_timeout=timeout
+            websocket_url,
+            headers={"Cookie": cookies} if cookies else {},
+            request_timeout=timeout,
+            ca_certs=ca_certs,
         )
         socket = await websocket_connect(
             request, subprotocols=["bokeh", token], max_message_size=MAX_MESSAGE_BYTES

@@ -21,11 +21,14 @@ from typing import Any
 
 import psutil
 
+from {{ cookiecutter.package_name }}.server.serve import READY_MESSAGE
 from {{ cookiecutter.package_name }}.server.settings import PACKAGE, env_var
 
 from .polling import wait_until
 
+#: What Bokeh logs once it listens; the project's `serve` logs READY_MESSAGE after its warm-up.
 READY_LINE = "Bokeh app running at"
+AUTO = "auto"
 
 
 def free_port() -> int:
@@ -108,15 +111,18 @@ def start_server(
     prefix: str = "",
     env: dict[str, str] | None = None,
     timeout: float = 60.0,
-    ready: str | None = READY_LINE,
+    ready: str | None = AUTO,
     **popen_kwargs: Any,
 ) -> ServedProcess:
-    """Start ``command`` (which must listen on ``port``) and wait until it logs ``ready``.
+    """Start ``command`` (which must listen on ``port``) and wait until it logs ``ready``: by default
+    the project's ``READY_MESSAGE`` for ``python -m <package> serve``, Bokeh's ``READY_LINE`` else.
 
     ``env`` is added to this process's environment; the project's drain on SIGTERM is off unless
     ``env`` sets it, so that stopping a test server takes no time. Raises ``RuntimeError`` with the
     log when the server exits or does not start within ``timeout``; ``ready=None`` does not wait.
     """
+    if ready == AUTO:
+        ready = READY_MESSAGE if list(command[1:4]) == ["-m", PACKAGE, "serve"] else READY_LINE
     full_env = {**os.environ, env_var("drain_seconds"): "0", **(env or {})}
     process = subprocess.Popen(
         list(command),

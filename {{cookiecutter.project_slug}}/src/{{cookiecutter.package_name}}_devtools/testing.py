@@ -17,6 +17,7 @@ import contextlib
 import os
 import re
 import socket
+import ssl
 import struct
 import threading
 import urllib.error
@@ -30,6 +31,12 @@ from bokeh.application import Application
 from bokeh.command.util import build_single_handler_application
 from bokeh.server.server import Server
 from tornado.ioloop import IOLoop
+
+from {{ cookiecutter.package_name }}.server import runtime
+from {{ cookiecutter.package_name }}.server.ops import OpsState, ops_patterns
+from {{ cookiecutter.package_name }}.server.runtime import Runtime
+from {{ cookiecutter.package_name }}.server.serve import APP_DIR
+from {{ cookiecutter.package_name }}.server.settings import Settings
 
 from .polling import wait_until
 
@@ -152,6 +159,23 @@ def running_server(
         thread.join(timeout=30)
 
 
+@contextlib.contextmanager
+def running_runtime(settings: Settings, **server_kwargs: Any) -> Iterator[tuple[RunningServer, Runtime]]:
+    """The project's app on ``running_server`` with what ``python -m <package> serve`` adds attached
+    (operations routes, memory guard, admission control, ...) under ``settings``."""
+    state = OpsState()
+    patterns = [*server_kwargs.pop("extra_patterns", []), *ops_patterns(state)]
+    with running_server(APP_DIR, extra_patterns=patterns, **server_kwargs) as running:
+        attached = running.call(lambda: runtime.attach(running.server, state, settings))
+        try:
+            if settings.warm_up_sessions:  # as `serve` does before it announces the server
+                warm_up = attached.warm_up(settings.warm_up_sessions)
+                asyncio.run_coroutine_threadsafe(warm_up, running.loop.asyncio_loop).result(60)
+            yield running, attached
+        finally:
+            running.call(attached.stop)
+
+
 @dataclass
 class HttpResponse:
     """Status, headers and body text of an HTTP response (error statuses included)."""
@@ -232,11 +256,15 @@ def websocket_handshake(
     origin: str | None = None,
     cookie: str | None = None,
     timeout: float = 10.0,
+    ssl_context: ssl.SSLContext | None = None,
+    source_address: str | None = None,
 ) -> Websocket:
     """A browser's websocket handshake for a Bokeh page (``Sec-WebSocket-Protocol: bokeh, <token>``).
 
     On ``101`` it also waits for the server's first message (Bokeh's ACK), i.e. until the
-    connection is attached to a session. The caller closes ``sock``.
+    connection is attached to a session. ``ssl_context`` speaks TLS (``wss://``);
+    ``source_address`` connects from another loopback address (e.g. ``127.0.0.2``). The caller
+    closes ``sock``.
     """
     headers = [
         f"GET {path} HTTP/1.1",
@@ -251,7 +279,10 @@ def websocket_handshake(
         headers.append(f"Origin: {origin}")
     if cookie:
         headers.append(f"Cookie: {cookie}")
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    source = None if source_address is None else (source_address, 0)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=source)
+    if ssl_context is not None:
+        sock = ssl_context.wrap_socket(sock, server_hostname="127.0.0.1")
     try:
         sock.sendall(("\r\n".join(headers) + "\r\n\r\n").encode())
         reply = b""

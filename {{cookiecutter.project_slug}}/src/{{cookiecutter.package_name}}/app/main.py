@@ -7,6 +7,7 @@ connection closed by a registered cleanup, a periodic callback and a widget call
 
 from __future__ import annotations
 
+import html
 import sqlite3
 import time
 
@@ -15,7 +16,7 @@ from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, Div, Slider
 from bokeh.plotting import figure
 
-from {{ cookiecutter.package_name }} import PROJECT_NAME, on_session_end, session_locals
+from {{ cookiecutter.package_name }} import PROJECT_NAME, current_user, on_session_end, session_locals
 from {{ cookiecutter.package_name }}.app.data import PLOT_POINTS, session_payload_mb, session_working_copy, smooth
 from {{ cookiecutter.package_name }}.app.shared import dataset as shared_dataset
 
@@ -56,6 +57,8 @@ plot.line("x", "y", source=source, line_width=2)
 window_slider = Slider(title="Smoothing window", start=1, end=60, value=1, step=1, name="window")
 status = Div(text="", name="status")
 started_at = time.monotonic()
+user = current_user(doc)  # None unless login is on (AUTH=oidc)
+greeting = "" if user is None else f"Signed in as {html.escape(user.name)}. "  # the Div renders HTML
 
 
 def on_window_change(attr: str, old: int, new: int) -> None:
@@ -67,7 +70,7 @@ def on_window_change(attr: str, old: int, new: int) -> None:
 def refresh_status() -> None:
     """Periodic callback: show the session's age and interaction count."""
     (count,) = store["db"].execute("SELECT COUNT(*) FROM interactions").fetchone()
-    status.text = f"Session open {time.monotonic() - started_at:.0f} s, {count} interaction(s)"
+    status.text = f"{greeting}Session open {time.monotonic() - started_at:.0f} s, {count} interaction(s)"
 
 
 window_slider.on_change("value", on_window_change)

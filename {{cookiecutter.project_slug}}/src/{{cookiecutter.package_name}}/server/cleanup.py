@@ -29,6 +29,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from . import patches
 from .session_locals import SessionLocals, context_document, locals_of_context, session_locals
 
 if TYPE_CHECKING:
@@ -68,8 +69,11 @@ def keep_modules_for_cleanups(session_context: Any, store: SessionLocals) -> Non
 
     Call before ``main.py`` runs (``on_session_created``). Only this document's module manager is
     wrapped, through its ``add`` and ``destroy`` methods; the modules are referenced weakly, so
-    Bokeh's own referrer check does not see an extra referrer.
+    Bokeh's own referrer check does not see an extra referrer. Nothing is wrapped where the piece
+    ``keep_modules`` is off on this Bokeh (``patches.py``).
     """
+    if not patches.is_active("keep_modules"):
+        return
     manager = context_document(session_context).modules
     added: list[weakref.ref[ModuleType]] = []
     add, destroy = manager.add, manager.destroy

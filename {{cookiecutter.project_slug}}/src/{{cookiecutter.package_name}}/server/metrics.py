@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from . import patches
 from .memory import process_rss
 
 try:  # prometheus_client >= 0.17: no *_created series, they only add noise here
@@ -77,7 +78,16 @@ guard_recovery_seconds = Histogram(
 rss = Gauge("bokeh_process_rss_bytes", "Resident set size of this server process", registry=registry)
 soft_limit = Gauge("bokeh_memory_soft_limit_bytes", "Memory guard soft limit", registry=registry)
 
+runtime_patch_active = Gauge(
+    "bokeh_runtime_patch_active",
+    "1 when the runtime piece that uses Bokeh internals is on for this Bokeh (server/patches.py)",
+    ["patch"],
+    registry=registry,
+)
+
 rss.set_function(process_rss)
+for _name in patches.NAMES:
+    runtime_patch_active.labels(patch=_name).set_function(lambda name=_name: float(patches.is_active(name)))
 
 
 def bind_server(live_sessions: Callable[[], int], is_ready: Callable[[], bool]) -> None:

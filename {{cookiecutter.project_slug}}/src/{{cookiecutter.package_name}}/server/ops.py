@@ -1,9 +1,12 @@
-"""Operations routes on the Bokeh port: ``/healthz``, ``/readyz`` and ``/metrics``.
+"""Operations routes: ``/healthz``, ``/readyz`` and ``/metrics``.
 
 Bokeh has no health endpoint, and every GET of an app URL creates a full session, so probes must
 never hit the app. These are plain Tornado handlers passed to Bokeh as ``extra_patterns`` (Bokeh
-prefixes them with ``--prefix``); none of them touches a session. ``OpsState`` holds what they
-report: readiness (draining, memory guard) and the event-loop lag measured by ``LoopLagMonitor``.
+prefixes them with ``--prefix``); none of them touches a session, and none asks for a login.
+With a metrics port (``METRICS_PORT``), ``/readyz`` and ``/metrics`` are served only there, by a
+second Tornado server on the same event loop (``start_metrics_server``), so a proxy in front of the
+Bokeh port cannot expose them; ``/healthz`` stays on both. ``OpsState`` holds what they report:
+readiness (draining, memory guard) and the event-loop lag measured by ``LoopLagMonitor``.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
-from tornado.web import RequestHandler
+from tornado.web import Application, RequestHandler
 
-from . import metrics
+from . import metrics, patches
 
 
 class LoopLagMonitor:
@@ -95,7 +99,7 @@ class _OpsHandler(RequestHandler):
 
 
 class HealthHandler(_OpsHandler):
-    """Liveness: the process and its event loop answer."""
+    """Liveness: the process and its event loop answer; also which runtime pieces are on."""
 
     def get(self) -> None:
         self.write_json(
@@ -105,6 +109,7 @@ class HealthHandler(_OpsHandler):
                 "uptime_s": round(time.time() - self.state.started_at, 1),
                 "loop_lag_ms": round(self.state.lag.window_lag_s * 1e3, 1),
                 "loop_lag_max_ms": round(self.state.lag.max_lag_s * 1e3, 1),
+                **patches.report(),
             },
         )
 
@@ -133,10 +138,26 @@ class MetricsHandler(_OpsHandler):
         self.finish(body)
 
 
-def ops_patterns(state: OpsState) -> list[tuple[str, type[RequestHandler], dict[str, Any]]]:
-    """``extra_patterns`` for ``bokeh.server.server.Server`` (Bokeh adds ``--prefix``)."""
-    return [
-        (r"/healthz/?", HealthHandler, {"state": state}),
-        (r"/readyz/?", ReadyHandler, {"state": state}),
-        (r"/metrics/?", MetricsHandler, {"state": state}),
+def ops_patterns(
+    state: OpsState, *, internal: bool = True
+) -> list[tuple[str, type[RequestHandler], dict[str, Any]]]:
+    """``extra_patterns`` for ``bokeh.server.server.Server`` (Bokeh adds ``--prefix``).
+
+    ``internal=False`` leaves out ``/readyz`` and ``/metrics`` (they are on the metrics port).
+    """
+    patterns: list[tuple[str, type[RequestHandler], dict[str, Any]]] = [
+        (r"/healthz/?", HealthHandler, {"state": state})
     ]
+    if internal:
+        patterns += [
+            (r"/readyz/?", ReadyHandler, {"state": state}),
+            (r"/metrics/?", MetricsHandler, {"state": state}),
+        ]
+    return patterns
+
+
+def start_metrics_server(state: OpsState, address: str | None, port: int) -> HTTPServer:
+    """Serve the operations routes on ``port`` (on the current event loop); call ``stop()`` to close."""
+    server = HTTPServer(Application(ops_patterns(state)), max_body_size=4096)
+    server.listen(port, address or "")
+    return server

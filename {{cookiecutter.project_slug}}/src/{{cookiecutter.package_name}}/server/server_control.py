@@ -4,7 +4,8 @@ Bokeh has public ways to expire sessions only through its own timer. Shedding id
 (memory guard) and discarding every session at shutdown (Bokeh 3.8/3.9 do not) need the
 application contexts, their ``_discard_session`` coroutine and the open connections. These were
 read in Bokeh 3.8.2, 3.9.2 and 3.10.2 (``server/tornado.py``, ``server/contexts.py``,
-``server/connection.py``); ``check_internals`` fails loudly if they are missing.
+``server/connection.py``); ``patches.py`` checks them (piece ``server_control``) and the runtime uses
+this module only where that piece is on.
 """
 
 from __future__ import annotations
@@ -21,20 +22,6 @@ from bokeh.protocol.exceptions import ProtocolError
 from . import memory
 
 log = logging.getLogger(__name__)
-
-
-def check_internals(server: Any) -> None:
-    """Raise ``RuntimeError`` if this Bokeh lacks what the guard and shutdown rely on."""
-    tornado = server._tornado
-    problems = [name for name in ("_applications", "_clients", "client_lost") if not hasattr(tornado, name)]
-    for context in getattr(tornado, "_applications", {}).values():
-        for name in ("_discard_session", "_cleanup_sessions"):
-            if not hasattr(context, name):
-                problems.append(f"ApplicationContext.{name}")
-    if problems:
-        raise RuntimeError(
-            f"this Bokeh server lacks {problems}; the memory guard and graceful shutdown need them"
-        )
 
 
 def application_contexts(server: Any) -> list[Any]:
@@ -129,17 +116,38 @@ async def discard_sessions(pairs: Iterable[tuple[Any, Any]]) -> int:
     return await discard_in_slices(pairs, request_expiration=True)
 
 
-async def close_all_connections(server: Any, timeout_s: float = 5.0) -> None:
-    """Detach every websocket from its session and close it (sessions become idle)."""
-    tornado = server._tornado
-    for connection in list(tornado._clients):
+async def close_connections(
+    tornado: Any, session_ids: set[str] | None, reason: str, timeout_s: float = 5.0
+) -> None:
+    """Detach the websockets of these sessions (all when ``None``) and close them (sessions go idle)."""
+
+    def chosen(connection: Any) -> bool:
+        session = getattr(connection, "_session", None)
+        return session_ids is None or (session is not None and str(session.id) in session_ids)
+
+    for connection in [connection for connection in list(tornado._clients) if chosen(connection)]:
         tornado.client_lost(connection)
         socket = getattr(connection, "_socket", None)
         if socket is not None:
-            socket.close(1001, "server shutting down")
+            socket.close(1001, reason)
     deadline = time.monotonic() + timeout_s
-    while tornado._clients and time.monotonic() < deadline:
+    while any(chosen(connection) for connection in tornado._clients) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
+
+
+async def close_all_connections(server: Any, timeout_s: float = 5.0) -> None:
+    """Detach every websocket from its session and close it (sessions become idle)."""
+    await close_connections(server._tornado, None, "server shutting down", timeout_s)
+
+
+async def end_sessions(tornado: Any, session_ids: set[str], reason: str) -> int:
+    """Close these sessions' websockets, then discard the sessions (their cleanups run)."""
+    await close_connections(tornado, session_ids, reason)
+    total = 0
+    for context in tornado._applications.values():
+        pairs = [(context, session) for session in list(context.sessions) if str(session.id) in session_ids]
+        total += await discard_sessions(pairs)
+    return total
 
 
 async def discard_all_sessions(server: Any) -> int:

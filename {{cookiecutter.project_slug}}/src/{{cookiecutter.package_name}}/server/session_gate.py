@@ -15,6 +15,10 @@ Two places of a running Bokeh server are wrapped, on this server's objects only:
   session is its websocket arriving. A new session that reached it without a ticket (another route)
   is admitted there, or refused with a plain 503.
 
+With login on (``login.py``), a page or websocket without a logged-in user passes the door
+untouched (Bokeh then redirects it to the login or refuses it: no ticket, no session), and a new
+session's user is remembered before the session is built, so the app can ask who it serves.
+
 Sessions already admitted are never affected. Every refusal is counted in ``/metrics``
 (``bokeh_sessions_refused_total{kind,reason}``) and logged, at most once per ``LOG_EVERY_S`` with a
 count.
@@ -25,6 +29,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -45,6 +50,8 @@ TICKET_ATTRIBUTE = "_admission_ticket"
 #: Websocket close code 1013, "Try Again Later" (RFC 6455 registry).
 TRY_AGAIN_LATER = 1013
 LOG_EVERY_S = 10.0
+#: Session ids of the warm-up sessions start with this (logs, metrics and tests can tell them apart).
+WARM_UP_PREFIX = "warm-up-"
 
 _FULL_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Busy - please try again shortly</title>
@@ -128,8 +135,11 @@ class SessionGate:
         admission: Admission,
         unconnected: UnconnectedSessions,
         retry_after_s: int,
+        login: Any = None,
     ) -> None:
         self.server = server
+        #: ``login.OidcLogin`` (``is_authenticated(request)``, ``remember(session_id, request)``) or None.
+        self.login = login
         self.admission = admission
         self.unconnected = unconnected
         self.retry_after_s = retry_after_s
@@ -137,6 +147,7 @@ class SessionGate:
         self._unlogged = 0
         self._last_log = 0.0
         self._originals: list[tuple[Any, str, Any]] = []
+        self._creators: list[tuple[Any, Any]] = []  # (context, its unwrapped create_session_if_needed)
 
     # --- installation ---------------------------------------------------------------------------
 
@@ -147,6 +158,7 @@ class SessionGate:
         )
         for context in server_control.application_contexts(self.server):
             original = context.create_session_if_needed
+            self._creators.append((context, original))
             self._wrap(
                 context, "create_session_if_needed", functools.partial(self._create, context, original)
             )
@@ -164,6 +176,25 @@ class SessionGate:
                 setattr(target, name, previous)
         self._originals.clear()
 
+    # --- warm-up -----------------------------------------------------------------------------------
+
+    async def warm_up(self, sessions: int) -> None:
+        """Build and discard ``sessions`` throwaway sessions of each app before users come.
+
+        The first pays for the app's first imports; the RSS growth of the last is admission's first
+        measured session cost, so a crowd at start is judged by a measurement, not admitted one at a
+        time. Their ids start with ``WARM_UP_PREFIX``; their cleanups run as for any session.
+        """
+        for context, create in self._creators:
+            for number in range(sessions):
+                before = self.admission.rss()
+                session = await create(f"{WARM_UP_PREFIX}{secrets.token_urlsafe(12)}")
+                after = self.admission.rss()
+                await server_control.discard_sessions([(context, session)])
+                if number == sessions - 1:
+                    self.admission.cost.note_created(before, after, alone=True)
+                    log.info("Warm-up: a session takes %.1f MB", (after - before) / 2**20)
+
     # --- the door -------------------------------------------------------------------------------
 
     def _find_handler(self, original: Any, request: Any, **kwargs: Any) -> Any:
@@ -180,6 +211,8 @@ class SessionGate:
             return delegate
         if session_id is not None and server_control.has_session(context, session_id):
             return delegate  # attaching to a live session: never refused
+        if self.login is not None and not self.login.is_authenticated(request):
+            return delegate  # Bokeh redirects it to the login (or refuses it): nothing is built
         decision = self.admission.admit()
         if isinstance(decision, Ticket):
             setattr(request, TICKET_ATTRIBUTE, decision)
@@ -216,6 +249,8 @@ class SessionGate:
                 self._count_refusal("other", decision)
                 raise HTTPError(503, reason="Server full, retry later")
             ticket = decision
+        if self.login is not None:
+            self.login.remember(session_id, request)
         try:
             session = await original(session_id, request, token)
         except BaseException:

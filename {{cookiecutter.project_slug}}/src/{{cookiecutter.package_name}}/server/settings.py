@@ -50,6 +50,8 @@ _SUFFIX_BYTES = {
 #: Default memory soft limit (the guard sheds idle sessions) and admission limit, as shares of the limit.
 SOFT_LIMIT_SHARE = 0.8
 ADMISSION_LIMIT_SHARE = 0.9
+#: Values of the ``auth`` setting.
+AUTH_CHOICES = ("none", "oidc")
 
 
 class SettingsError(ValueError):
@@ -87,6 +89,9 @@ class Settings:
     max_sessions: int = 0
     #: ``Retry-After`` of a refused page, and the wait a refused websocket is told (s).
     retry_after_s: int = 5
+    #: Throwaway sessions built at start: the first warms the app's imports, the last measures what a
+    #: session costs, so admission control judges the first crowd by a measurement; 0: none.
+    warm_up_sessions: int = 2
     #: A session built for a page and not claimed by its websocket within this is discarded (ms).
     unconnected_grace_ms: int = 30000
     #: Largest HTTP request body accepted on the Bokeh port (KiB); larger ones get 400 unread.
@@ -108,7 +113,29 @@ class Settings:
     gc_interval_ms: int = 1000
     #: Expired sessions are discarded in slices of this long; the event loop serves requests between (ms).
     expiry_slice_ms: int = 10
+    #: Pieces that reach into Bokeh internals (``patches.py``): ``verified`` (on where this Bokeh is
+    #: verified), ``matching`` (on where its code matches, any version) or ``off``.
+    bokeh_patches: str = "verified"
+    #: Pieces without which the server must not start (fail closed), e.g. ``session_gate``.
+    required_patches: tuple[str, ...] = ()
     log_level: str = "info"
+    #: Serve /metrics and /readyz on this port and not on the Bokeh port, so that no proxy in front
+    #: of the Bokeh port exposes them; 0 keeps them on the Bokeh port (development).
+    metrics_port: int = 0
+    #: Trust X-Forwarded-For / X-Forwarded-Proto / X-Real-IP (``--use-xheaders``): on behind a
+    #: proxy (nginx, Ingress, Gateway) so the app sees the client's address and scheme; off when
+    #: clients reach the server directly (they could forge the headers).
+    use_xheaders: bool = False
+    #: Login: "none", or "oidc" (OpenID Connect through Bokeh's auth hooks, ``server/login.py``).
+    auth: str = str(ANSWERS.get("auth", "none"))
+    #: The OpenID provider's issuer URL (its ``/.well-known/openid-configuration`` is read at start).
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    #: From a Secret, never from a file in git.
+    oidc_client_secret: str = ""
+    oidc_scopes: str = "openid profile email"
+    #: How long a login lasts before the browser is sent to the provider again (s).
+    login_max_age_s: int = 28800
 
     @property
     def memory_limit_bytes(self) -> int:
@@ -205,26 +232,49 @@ def _validate(settings: Settings) -> None:
         "unconnected_grace_ms",
         "max_body_kb",
         "websocket_max_message_mb",
+        "login_max_age_s",
     ):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{env_var(name)} must be a positive integer, got {getattr(settings, name)}")
     if not 1 <= settings.port <= 65535:
         raise SettingsError(f"{env_var('port')} must be in 1-65535, got {settings.port}")
     check_origins(settings.allowed_origins, env_var("allowed_origins"))
+    if settings.bokeh_patches not in ("verified", "matching", "off"):
+        raise SettingsError(
+            f"{env_var('bokeh_patches')} must be verified, matching or off, got {settings.bokeh_patches!r}"
+        )
     try:
         settings.memory_limit_bytes  # noqa: B018 - parse to validate
     except ValueError as error:
         raise SettingsError(f"{env_var('memory_limit')}: {error}") from None
     if settings.drain_seconds < 0:
         raise SettingsError(f"{env_var('drain_seconds')} must not be negative, got {settings.drain_seconds}")
-    for name in ("memory_soft_limit_mb", "admission_limit_mb", "max_sessions"):
+    for name in ("memory_soft_limit_mb", "admission_limit_mb", "max_sessions", "warm_up_sessions"):
         if getattr(settings, name) < 0:
             raise SettingsError(f"{env_var(name)} must not be negative, got {getattr(settings, name)}")
+    _validate_edge(settings)
     if settings.admission_limit_bytes > settings.memory_limit_bytes:
         raise SettingsError(
             f"{env_var('admission_limit_mb')} ({settings.admission_limit_mb}) must stay below "
             f"{env_var('memory_limit')} ({settings.memory_limit}): past it the kernel kills the process"
         )
+
+
+def _validate_edge(settings: Settings) -> None:
+    """The metrics port and the login settings."""
+    if not 0 <= settings.metrics_port <= 65535 or settings.metrics_port == settings.port:
+        raise SettingsError(
+            f"{env_var('metrics_port')} must be 0 (metrics on the Bokeh port) or a port in 1-65535 other "
+            f"than {env_var('port')} ({settings.port}), got {settings.metrics_port}"
+        )
+    if settings.auth not in AUTH_CHOICES:
+        raise SettingsError(
+            f"{env_var('auth')} must be one of {', '.join(AUTH_CHOICES)}, got {settings.auth!r}"
+        )
+    if settings.auth == "oidc":
+        for name in ("oidc_issuer", "oidc_client_id", "oidc_client_secret"):
+            if not getattr(settings, name).strip():
+                raise SettingsError(f"{env_var(name)} must be set when {env_var('auth')}=oidc")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

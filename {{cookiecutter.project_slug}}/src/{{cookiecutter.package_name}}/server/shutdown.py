@@ -3,7 +3,9 @@
 ``GracefulServer`` replaces Bokeh's ``run_until_shutdown``: on SIGTERM (or SIGINT) readiness turns
 off at once, the server keeps serving for ``drain_seconds`` (so the load balancer can move new users
 away), then every connection is closed and every session discarded, and the process exits 0. A
-second signal skips the rest of the drain.
+second signal skips the rest of the drain. Where ``server_control`` is off on this Bokeh
+(``patches.py``), the drain still happens and the server then stops as Bokeh does, without
+discarding the sessions itself.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import signal
 from typing import Any
 
-from . import server_control
+from . import patches, server_control
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -52,8 +54,11 @@ class GracefulServer:
         server = self.runtime.server
         self.runtime.stop()
         try:
-            discarded = await server_control.discard_all_sessions(server)
-            log.warning("Drained: %d session(s) discarded, all cleanups run; stopping", discarded)
+            if patches.is_active("server_control"):
+                discarded = await server_control.discard_all_sessions(server)
+                log.warning("Drained: %d session(s) discarded, all cleanups run; stopping", discarded)
+            else:
+                log.warning("Drained; server_control is off on this Bokeh: stopping as Bokeh does")
         finally:
             server.io_loop.stop()
 

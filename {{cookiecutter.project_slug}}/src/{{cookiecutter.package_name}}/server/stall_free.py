@@ -28,16 +28,14 @@ seconds (22 s measured on Bokeh 3.9.2) or, on 3.10, the executor is busy for as 
 
 Measured with ``benchmarks/expiry_and_throughput.py``: see the project README.
 
-The patches depend on Bokeh internals (``_EXPECTED_SOURCE`` lists each one, read in 3.8.2, 3.9.2
-and 3.10.2), so ``install`` checks the Bokeh version and the shape of the code it replaces and
-raises ``UnverifiedBokehError`` (naming the setting that turns the patches off) instead of
-running on code it was not verified on.
+These patches depend on Bokeh internals: ``install`` applies them only where ``patches.py`` (the
+registry of such pieces, with the Bokeh versions and code they were verified on) says
+``stall_free`` is on; elsewhere the server runs Bokeh's own expiry and says so once.
 """
 
 from __future__ import annotations
 
 import gc
-import inspect
 import logging
 import sys
 import threading
@@ -49,43 +47,20 @@ import bokeh
 import bokeh.document.document as bokeh_document
 import bokeh.document.modules as bokeh_modules
 from bokeh.model import Model
-from bokeh.server.contexts import ApplicationContext
 
 try:  # Bokeh 3.10 moved its periodic-callback runner from ``util.tornado`` to ``util.asyncio``
     from bokeh.util.asyncio import _AsyncPeriodic  # type: ignore[import-not-found,unused-ignore]
 except ImportError:
-    from bokeh.util.tornado import _AsyncPeriodic  # type: ignore[attr-defined,no-redef,unused-ignore]
+    try:
+        from bokeh.util.tornado import _AsyncPeriodic  # type: ignore[attr-defined,no-redef,unused-ignore]
+    except ImportError:  # neither: ``patches.py`` reports stall_free off, and nothing here uses it
+        _AsyncPeriodic = None  # type: ignore[assignment,misc,unused-ignore]
 
-from . import frozen_heap, memory, sliced_expiry
-from .settings import env_var, get_settings
+from . import frozen_heap, memory, patches, sliced_expiry
+from .settings import get_settings
 
 log = logging.getLogger(__name__)
 
-#: Bokeh versions whose ``Document.destroy`` and ``DocumentModuleManager.destroy`` were read and tested.
-VERIFIED_BOKEH = ((3, 8), (3, 9), (3, 10))
-_EXPECTED_SOURCE = {
-    "Document.destroy": ("self.modules.destroy()", "gc.collect()", "self.models.destroy()"),
-    "DocumentModuleManager.destroy": (
-        "get_referrers(module)",
-        "module.__dict__.clear()",
-        "del sys.modules[module.__name__]",
-    ),
-    "Model.destroy": ("self._document = None", "self._property_values.clear()"),
-    "DocumentCallbackManager": (
-        "self._session_callbacks = set()",
-        "callback_obj._callback = _wrap_with_curdoc(doc, actual_callback)",
-        "self._session_callbacks.remove(callback_obj)",
-    ),
-    "DocumentModelManager": ("self._new_models = set()",),
-    "_AsyncPeriodic": ("self._stopped = True", "not self._stopped", "self._func()"),
-    "ApplicationContext._cleanup_sessions": (
-        "session.connection_count == 0",
-        "session.milliseconds_since_last_unsubscribe > unused_session_linger_milliseconds",
-        "session.expiration_requested",
-        "not session.expiration_blocked",
-        "await self._discard_session(session, should_discard_ignoring_block)",
-    ),
-}
 #: Per-model containers that ``Model.destroy`` leaves filled; clearing them breaks document cycles.
 _MODEL_CONTAINERS = (
     "_unstable_default_values",
@@ -102,42 +77,6 @@ _install_lock = threading.Lock()
 _discarded_modules: list[tuple[str, weakref.ref[ModuleType]]] = []
 _previous_batch: list[tuple[str, weakref.ref[ModuleType]]] = []
 _discarded_lock = threading.Lock()
-
-
-class UnverifiedBokehError(RuntimeError):
-    """The installed Bokeh is not one the stall-free patches were verified on."""
-
-
-def bokeh_version() -> tuple[int, int]:
-    major, minor, *_ = bokeh.__version__.split(".")
-    return int(major), int(minor)
-
-
-def _check_bokeh() -> None:
-    switch = f"{env_var('coalesce_gc')}=false"
-    if bokeh_version() not in VERIFIED_BOKEH:
-        raise UnverifiedBokehError(
-            f"stall-free expiry was verified on Bokeh {', '.join(f'{a}.{b}' for a, b in VERIFIED_BOKEH)}, "
-            f"not {bokeh.__version__}: re-check bokeh/document/document.py and modules.py and extend "
-            f"VERIFIED_BOKEH in stall_free.py, or run without it ({switch})"
-        )
-    targets = {
-        "Document.destroy": bokeh_document.Document.destroy,
-        "DocumentModuleManager.destroy": bokeh_modules.DocumentModuleManager.destroy,
-        "Model.destroy": Model.destroy,
-        "DocumentCallbackManager": bokeh_document.DocumentCallbackManager,
-        "DocumentModelManager": bokeh_document.DocumentModelManager,
-        "_AsyncPeriodic": _AsyncPeriodic,
-        "ApplicationContext._cleanup_sessions": ApplicationContext._cleanup_sessions,
-    }
-    for name, function in targets.items():
-        source = inspect.getsource(inspect.unwrap(function))
-        missing = [fragment for fragment in _EXPECTED_SOURCE[name] if fragment not in source]
-        if missing:
-            raise UnverifiedBokehError(
-                f"Bokeh {bokeh.__version__}'s {name} no longer contains {missing}: the stall-free "
-                f"patch would be wrong. Re-verify stall_free.py or run without it ({switch})"
-            )
 
 
 class _CoalescedGC:
@@ -259,18 +198,16 @@ def report_leaked_modules(duration: float = 0.0) -> int:
 
 
 def install() -> bool:
-    """Patch Bokeh once per process. Returns False when the ``coalesce_gc`` setting is off."""
+    """Patch Bokeh once per process: expiry in slices where ``patches.py`` says ``sliced_expiry`` is on,
+    the rest where ``stall_free`` is. Returns False when ``stall_free`` is off (``patches.py`` says why)."""
     global _installed
-    if not get_settings().coalesce_gc:
-        log.warning(
-            "Stall-free expiry is off (%s): Bokeh walks the heap per discarded session",
-            env_var("coalesce_gc"),
-        )
+    if patches.is_active("sliced_expiry"):
+        sliced_expiry.install(get_settings().expiry_slice_ms)
+    if not patches.is_active("stall_free"):
         return False
     with _install_lock:
         if _installed:
             return True
-        _check_bokeh()
         bokeh_document.gc = _CoalescedGC()  # type: ignore[assignment]
         bokeh_modules.DocumentModuleManager.destroy = _destroy_modules  # type: ignore[method-assign]
         Model.destroy = _destroy_model_and_break_cycles(Model.destroy)  # type: ignore[method-assign]
@@ -282,7 +219,6 @@ def install() -> bool:
         callbacks.remove_session_callback = _remove_session_callback_and_drop_it(  # type: ignore[method-assign]
             callbacks.remove_session_callback
         )
-        sliced_expiry.install(get_settings().expiry_slice_ms)
         memory.after_release.append(report_leaked_modules)
         frozen_heap.enable()
         memory.after_release.append(frozen_heap.after_release)
