@@ -166,6 +166,7 @@ def mass_expiry(
     server = start(
         name, lifetime_ms=LIFETIME_MS, check_ms=check_ms, env=SWEEP_ENV if name == "project" else None
     )
+    started = time.time()  # Bokeh's unused-session check runs every check_ms from about now
     try:
         creation_s = create_sessions(server, sessions, threads)
         timing.observed(sessions, creation_s)
@@ -177,14 +178,16 @@ def mass_expiry(
         probe = Probe(server.url("/__probe__")).start()
         wait_until(lambda: bool(cleaned_times(server)), check_ms / 1000 + 30, interval=0.05)
         first_seen = min(cleaned_times(server), default=None)
-        if first_seen is None:
+        if first_seen is None and name == "project":
             raise RuntimeError(f"{name}: no session was cleaned up:\n{''.join(server.lines[-20:])}")
+        if first_seen is None:  # bare Bokeh 3.10 with 2,000 sessions: its executor had not finished one
+            first_seen = started + check_ms / 1000  # the check was due then
         emptied = wait_until(
             lambda: len(cleaned_times(server)) >= sessions, first_seen + empty_timeout_s - time.time(), 0.1
         )
         time.sleep(1.0)  # the collection after the last discard, and its follow-up
         times = cleaned_times(server)
-        first, last = min(times), max(times)
+        first, last = min(times, default=first_seen), max(times, default=first_seen)
         end = last + 1.0 if emptied else time.time()
         worst_ms, median_ms = probe.worst_ms(first - 1.0, end)
         idle_ms, _ = probe.worst_ms(first - 1.0 - IDLE_WINDOW_S, first - 1.0)
