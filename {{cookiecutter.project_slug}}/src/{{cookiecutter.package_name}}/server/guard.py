@@ -21,7 +21,7 @@ from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 
-from . import frozen_heap, memory, metrics, server_control
+from . import memory, metrics, server_control
 from .memory import process_rss
 from .ops import OpsState
 
@@ -72,10 +72,9 @@ class MemoryGuard:
             expired = await server_control.discard_sessions(step)
             self.evictions += expired
             metrics.guard_evictions.inc(expired)
-            # Give the memory back now, not after the batching delay: the limit is near. Frozen
-            # objects that died in reference cycles are only found by a full walk: do it now.
-            frozen_heap.reclaim("the memory guard sheds sessions")
-            memory.release_memory()
+            # Give the memory back now, not after the batching delay: the limit is near. What
+            # died in reference cycles in the old generation is only found by a full collection.
+            memory.release_memory(force_full=True)
             after = process_rss()
             log.warning(
                 "Memory guard: RSS %.0f MB > %.0f MB, expired %d of %d idle session(s), oldest first; "

@@ -24,7 +24,7 @@ from typing import Any
 
 from tornado.ioloop import IOLoop
 
-from . import frozen_heap, memory, metrics, patches, per_process
+from . import memory, metrics, patches, per_process
 from .cleanup import keep_modules_for_cleanups, run_session_cleanups
 from .session_locals import attach_locals, context_document, locals_of_context
 from .settings import PACKAGE, get_settings
@@ -47,14 +47,10 @@ def on_server_loaded(server_context: Any) -> None:
         package_logger.setLevel(get_settings().log_level.upper())
     patches.statuses()  # decide which pieces are on (and warn) now, not at the first session
     per_process.load_all()
-    with contextlib.suppress(RuntimeError):
-        frozen_heap.start(IOLoop.current(), get_settings().gc_interval_ms)
 
 
 def on_server_unloaded(server_context: Any) -> None:
     """Release the per-process data when the server stops."""
-    with contextlib.suppress(RuntimeError):
-        frozen_heap.stop(IOLoop.current())
     per_process.drop_all()
 
 

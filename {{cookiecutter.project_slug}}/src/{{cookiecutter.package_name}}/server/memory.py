@@ -146,12 +146,21 @@ def trim_step(discarded_since_last: int) -> bool:
     return True
 
 
-def release_memory() -> float:
+def _collect_every_generation(force_full: bool = False) -> int:
+    return gc.collect()
+
+
+#: The collection of a release: every generation, unless ``full_collections`` schedules the
+#: full ones (then the young generations, and the old one when due or ``force_full``).
+collect_garbage: Callable[[bool], int] = _collect_every_generation
+
+
+def release_memory(force_full: bool = False) -> float:
     """Collect garbage and trim the C heap now. Returns the seconds it took."""
     started = time.perf_counter()
     _releasing.active = True
     try:
-        gc.collect()
+        collect_garbage(force_full)
     finally:
         _releasing.active = False
     if _MALLOC_TRIM is not None:

@@ -22,8 +22,9 @@ seconds (22 s measured on Bokeh 3.9.2) or, on 3.10, the executor is busy for as 
   periodic callback runner (``_AsyncPeriodic``) drops the session's callback (its loop closure or
   cancelled task is a cycle of its own);
 * ``freeze_startup_heap`` moves everything alive once the server has loaded (imports, the shared
-  dataset) into the permanent generation, and ``frozen_heap`` keeps freezing what survives, so
-  that no collection walks the live sessions (see there); discarded documents are watched;
+  dataset) into the permanent generation, and ``full_collections`` turns CPython's automatic full
+  collections off and runs them itself when they are due, so that the live sessions are walked
+  only as often as discards pay for it (see there); discarded documents are watched;
 * ``sliced_expiry`` runs Bokeh's unused-session expiry in slices that yield to the event loop.
 
 Measured with ``benchmarks/expiry_and_throughput.py``: see the project README.
@@ -56,7 +57,7 @@ except ImportError:
     except ImportError:  # neither: ``patches.py`` reports stall_free off, and nothing here uses it
         _AsyncPeriodic = None  # type: ignore[assignment,misc,unused-ignore]
 
-from . import frozen_heap, memory, patches, sliced_expiry
+from . import full_collections, memory, patches, sliced_expiry
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def _destroy_model_and_break_cycles(original: Any) -> Any:
 
 def _destroy_document_and_break_cycles(original: Any) -> Any:
     def destroy(self: Any, session: Any) -> None:
-        frozen_heap.watch_discarded(self)
+        full_collections.watch_discarded(self)
         original(self, session)
         # Periodic and timeout callbacks close over their document (``_wrap_with_curdoc``):
         # document -> callback manager -> callback -> closure -> document.
@@ -166,22 +167,33 @@ def freeze_startup_heap() -> int:
 
     Call when the server has loaded and before it serves: those objects live as long as the
     process, and the batched collection after a mass expiry then walks only session objects.
-    Returns how many objects were frozen (the baseline of ``frozen_heap``).
+    Automatic full collections are off from then on (``full_collections``). Returns how many
+    objects were frozen.
     """
-    return frozen_heap.freeze_all()
+    return full_collections.freeze_startup()
 
 
 def report_leaked_modules(duration: float = 0.0) -> int:
     """After a collection: log session modules discarded before the previous release that are still
-    alive (one release of grace, so a module still on a worker thread's stack is not reported).
-    Returns how many."""
+    alive after a full collection (one release of grace, so a module still on a worker thread's
+    stack is not reported). Returns how many."""
     global _discarded_modules, _previous_batch
     with _discarded_lock:
-        alive = [(name, ref()) for name, ref in _previous_batch]
+        alive = [(name, ref) for name, ref in _previous_batch if ref() is not None]
         _previous_batch, _discarded_modules = _discarded_modules, []
-    leaked = [(name, module) for name, module in alive if module is not None]
-    if leaked:
-        gc.unfreeze()  # get_referrers does not see frozen objects (a registry in an imported module)
+    if (
+        alive
+        and full_collections.enabled()
+        and not full_collections.collect_in_full_if_allowed(f"{len(alive)} discarded module(s) held")
+    ):
+        with _discarded_lock:  # over the time budget of full collections: look again next release
+            _previous_batch.extend(alive)
+        return 0
+    leaked = [(name, module) for name, ref in alive if (module := ref()) is not None]
+    if leaked and gc.get_freeze_count():
+        # get_referrers does not see frozen objects (a registry in an imported module). The startup
+        # heap stays in the old generation from now on: full collections walk it too.
+        gc.unfreeze()
     for name, module in leaked:
         referrers = [  # the (name, module) bookkeeping tuples above are not the leak
             r for r in gc.get_referrers(module) if not (type(r) is tuple and len(r) == 2 and r[1] is module)
@@ -192,8 +204,6 @@ def report_leaked_modules(duration: float = 0.0) -> int:
             name,
             referrers,
         )
-    if leaked and frozen_heap.enabled():
-        gc.freeze()
     return len(leaked)
 
 
@@ -220,8 +230,7 @@ def install() -> bool:
             callbacks.remove_session_callback
         )
         memory.after_release.append(report_leaked_modules)
-        frozen_heap.enable()
-        memory.after_release.append(frozen_heap.after_release)
+        full_collections.enable()
         _installed = True
     log.info(
         "Stall-free expiry on: one collection per batch of discarded sessions (Bokeh %s)", bokeh.__version__

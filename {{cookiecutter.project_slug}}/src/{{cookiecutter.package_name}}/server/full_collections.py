@@ -1,0 +1,166 @@
+"""Full garbage collections on the server's schedule, and never through the startup heap.
+
+CPython runs a full collection (generation 2) by itself whenever the objects that survived into
+the old generation since the last one reach a quarter of it, and a full collection walks every
+tracked object. A Bokeh session is about 1,400 such objects, so while sessions are being opened
+on a server that holds 1,000, one full collection walks 1.4 million objects: measured on 2 cores,
+Bokeh 3.10, 0.9-1.6 s of stalled event loop every 6-10 s, whether or not anything expires.
+
+* ``freeze_startup`` (once the server has loaded): one full collection, then ``gc.freeze()``:
+  imports, Bokeh and the shared data (about 120,000 objects) move to the permanent generation,
+  which no collection walks. They live as long as the process. Automatic full collections are
+  turned off from then on; the young generations (0 and 1) are still collected as CPython does,
+  so short-lived cycles are freed as before.
+* ``collect`` is the collection of the batched memory release (``memory.release_memory``): the
+  young generations, then a full collection when one is due. A full collection walks the old
+  generation only: the live sessions and what died in reference cycles there. ``stall_free``
+  breaks the cycles a discarded document is left in, but a discarded demo session still leaves
+  about 70 objects in cycles (its websocket's Tornado and Bokeh handler objects, a cancelled task),
+  about 4.7 KB. A full collection is due when
+  - a document discarded before the previous release is still alive (its data must not wait), or
+  - the sessions discarded since the last one have paid for it: the last one's measured duration
+    spread over them is at most ``COST_PER_DISCARD_S``. So it comes after about 100 discards when
+    the old generation is 50 sessions (10 ms), and after about 10,000 when it is 1,000 sessions
+    (1 s, with about 47 MB of such garbage waiting, 2 % of what those sessions hold);
+  - and in any case no more than 1/``TIME_FACTOR`` of the time (after one of d seconds the next
+    waits d times that factor).
+  A document still alive after a full collection is a real leak (``stall_free`` logs its module's
+  referrers) and no longer asks for one. The memory guard asks for one whenever it sheds sessions.
+
+Only ``stall_free.install`` (the project's server, the test suite) turns this on; bare ``bokeh
+serve`` of the app keeps CPython's behaviour.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+import weakref
+from typing import Any
+
+from . import memory
+
+log = logging.getLogger(__name__)
+
+#: The cost of a full collection each discarded session may carry: a full collection is due once
+#: the discards since the last one reach its duration divided by this (100 µs: about 2 % of what
+#: opening a demo session costs the server).
+COST_PER_DISCARD_S = 100e-6
+#: After a full collection of d seconds, the next waits at least d times this (<= 5 % of the time).
+TIME_FACTOR = 20
+#: Generation 2's threshold while automatic full collections are off: out of reach (it counts
+#: young collections).
+_NEVER = 2**31 - 1
+
+_lock = threading.Lock()
+_enabled = False
+_automatic_threshold: int | None = None  # generation 2's threshold before ``freeze_startup``
+_last_duration_s = 0.0
+_next_allowed_at = 0.0
+_discards = 0  # since the last full collection
+#: Full collections run by this module in this process (tests, diagnostics).
+full_collections = 0
+# Weak references to documents discarded since the last release, and before it.
+_discarded: list[weakref.ref[Any]] = []
+_previous: list[weakref.ref[Any]] = []
+
+
+def enable() -> None:
+    """Turn scheduled full collections on for this process (``stall_free.install``)."""
+    global _enabled
+    _enabled = True
+    memory.collect_garbage = collect
+
+
+def enabled() -> bool:
+    return _enabled
+
+
+def freeze_startup() -> int:
+    """One full collection, then freeze everything alive and turn automatic full collections off.
+
+    Call once the server has loaded, before it serves. Returns how many objects were frozen.
+    """
+    global _automatic_threshold
+    with _lock:
+        gc.collect()
+        gc.freeze()
+        if _automatic_threshold is None:
+            young, middle, _automatic_threshold = gc.get_threshold()
+            gc.set_threshold(young, middle, _NEVER)
+        return gc.get_freeze_count()
+
+
+def restore_automatic() -> None:
+    """Give generation 2 its automatic threshold back (tests; a process that stops serving)."""
+    global _automatic_threshold
+    with _lock:
+        if _automatic_threshold is not None:
+            young, middle, _ = gc.get_threshold()
+            gc.set_threshold(young, middle, _automatic_threshold)
+            _automatic_threshold = None
+
+
+def watch_discarded(document: Any) -> None:
+    """Note a document being discarded: if a cycle keeps it, a release collects in full."""
+    global _discards
+    if _enabled:
+        with _lock:
+            _discarded.append(weakref.ref(document))
+            _discards += 1
+
+
+def _full_collection_due() -> str:
+    """At a release, why a full collection is due ("" if not): see the module docstring."""
+    global _discarded, _previous
+    with _lock:
+        held = [ref for ref in _previous if ref() is not None]
+        _previous, _discarded = _discarded, []
+        paid = _discards > 0 and _discards * COST_PER_DISCARD_S >= _last_duration_s
+    if not (held or paid):
+        return ""
+    if time.monotonic() < _next_allowed_at:
+        with _lock:
+            _previous.extend(held)  # still due: ask again at the next release
+        return ""
+    if held:
+        return f"{len(held)} discarded document(s) held"
+    return f"{_discards} discards since the last full collection"
+
+
+def collect_in_full(reason: str = "asked") -> int:
+    """Collect every generation but the permanent one now. Returns how many objects were collected."""
+    global _last_duration_s, _next_allowed_at, full_collections, _discards
+    with _lock:
+        started = time.perf_counter()
+        collected = gc.collect()
+        duration = time.perf_counter() - started
+        _last_duration_s = duration
+        _next_allowed_at = time.monotonic() + TIME_FACTOR * duration
+        full_collections += 1
+        discards, _discards = _discards, 0
+    log.info(
+        "Full collection: %d objects collected in %.0f ms (%d discards since the last): %s",
+        collected, duration * 1e3, discards, reason,
+    )  # fmt: skip
+    return collected
+
+
+def collect_in_full_if_allowed(reason: str) -> bool:
+    """A full collection now unless the time budget forbids it. Returns whether it ran."""
+    if time.monotonic() < _next_allowed_at:
+        return False
+    collect_in_full(reason)
+    return True
+
+
+def collect(force_full: bool = False) -> int:
+    """``memory.collect_garbage``: the young generations, then the old one if due (or forced)."""
+    collected = gc.collect(1)
+    if force_full:
+        return collected + collect_in_full("forced")
+    if reason := _full_collection_due():
+        collected += collect_in_full(reason)
+    return collected

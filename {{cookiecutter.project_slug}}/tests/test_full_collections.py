@@ -1,0 +1,142 @@
+"""Full collections on the server's schedule: the startup heap is out of their reach, CPython
+runs none by itself, and what died in cycles in the old generation is still collected when due.
+
+How we know these can fail: each test has its control in it. Automatic full collections do run
+with CPython's threshold (and not with ours); a young collection leaves a cycle in the old
+generation alive; a document freed by reference counting asks for no full collection; one
+discard short of paying for a full collection gets none; a full collection inside the time
+budget of the previous one waits.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from {{ cookiecutter.package_name }}.server import full_collections, memory
+
+pytestmark = pytest.mark.requires_patch("stall_free")  # conftest installs it where it is on
+
+
+class _Document:
+    """Stands in for a Bokeh document: weak-referenceable, can be put in a cycle."""
+
+    def __init__(self) -> None:
+        self.payload = [object() for _ in range(10)]
+        self.cycle: _Document | None = None
+
+
+@pytest.fixture
+def clean_slate(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Scheduled full collections on (the suite installs them), nothing watched, no budget pending,
+    and the last full collection so long that discards do not pay for the next one."""
+    assert full_collections.enabled()
+    monkeypatch.setattr(full_collections, "_discarded", [])
+    monkeypatch.setattr(full_collections, "_previous", [])
+    monkeypatch.setattr(full_collections, "_next_allowed_at", 0.0)
+    monkeypatch.setattr(full_collections, "_discards", 0)
+    monkeypatch.setattr(full_collections, "_last_duration_s", 1e6)
+    yield
+    full_collections.restore_automatic()
+    gc.unfreeze()
+
+
+def _full_collections_while_keeping(count: int) -> int:
+    """How many generation-2 collections run while ``count`` new containers survive."""
+    seen: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            seen.append(1)
+
+    gc.callbacks.append(note)
+    try:
+        kept = [[n] for n in range(count)]
+        del kept
+    finally:
+        gc.callbacks.remove(note)
+    return len(seen)
+
+
+def test_the_startup_heap_is_frozen_and_automatic_full_collections_are_off(clean_slate: None) -> None:
+    startup = [{"n": [n]} for n in range(50_000)]
+    assert len(gc.get_objects()) >= 100_000  # control: a full collection would walk them all
+    assert full_collections.freeze_startup() >= 100_000
+    assert len(gc.get_objects()) < 10_000  # they are out of its reach
+    assert _full_collections_while_keeping(400_000) == 0
+    full_collections.restore_automatic()
+    assert _full_collections_while_keeping(400_000) >= 1  # control: CPython's threshold runs them
+    del startup
+
+
+def _discarded_document_in_the_old_generation(in_cycle: bool) -> weakref.ref[_Document]:
+    document = _Document()
+    if in_cycle:
+        document.cycle = document
+    gc.collect(1)  # it survived the young generations: it is in the old one
+    full_collections.watch_discarded(document)
+    return weakref.ref(document)
+
+
+def test_a_discarded_document_in_a_cycle_is_collected_in_full_after_the_next_release(
+    clean_slate: None,
+) -> None:
+    done = full_collections.full_collections
+    held = _discarded_document_in_the_old_generation(in_cycle=True)
+    full_collections.collect()  # the release after the discard: one release of grace
+    assert held() is not None  # control: a young collection does not reach the old generation
+    assert full_collections.full_collections == done
+    full_collections.collect()
+    assert held() is None and full_collections.full_collections == done + 1
+
+
+def test_a_document_freed_by_reference_counting_asks_for_no_full_collection(clean_slate: None) -> None:
+    done = full_collections.full_collections
+    freed = _discarded_document_in_the_old_generation(in_cycle=False)
+    assert freed() is None  # in the old generation, yet freed at once
+    full_collections.collect()
+    full_collections.collect()
+    assert full_collections.full_collections == done
+
+
+def test_full_collections_keep_to_their_time_budget(
+    clean_slate: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(full_collections, "TIME_FACTOR", 1e6)
+    full_collections.collect_in_full("first")  # the next may only come a million durations later
+    monkeypatch.setattr(full_collections, "_last_duration_s", 1e6)
+    done = full_collections.full_collections
+    held = _discarded_document_in_the_old_generation(in_cycle=True)
+    for _ in range(3):
+        full_collections.collect()
+    assert held() is not None and full_collections.full_collections == done  # due, but over budget
+    monkeypatch.setattr(full_collections, "_next_allowed_at", 0.0)  # the budget allows it again
+    full_collections.collect()
+    assert held() is None and full_collections.full_collections == done + 1  # still remembered
+
+
+def test_discards_pay_for_the_next_full_collection(
+    clean_slate: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(full_collections, "_last_duration_s", 0.01)  # 100 discards pay for it
+    done = full_collections.full_collections
+    monkeypatch.setattr(full_collections, "_discards", 99)
+    full_collections.collect()
+    assert full_collections.full_collections == done  # control: one discard short
+    monkeypatch.setattr(full_collections, "_discards", 100)
+    full_collections.collect()
+    assert full_collections.full_collections == done + 1
+    assert full_collections._discards == 0  # counted afresh
+
+
+def test_a_forced_release_collects_in_full(clean_slate: None) -> None:
+    """The memory guard's release: what died in cycles in the old generation goes now."""
+    done = full_collections.full_collections
+    held = _discarded_document_in_the_old_generation(in_cycle=True)
+    memory.release_memory()
+    assert held() is not None  # control: a plain release only collects the young generations
+    memory.release_memory(force_full=True)
+    assert held() is None and full_collections.full_collections == done + 1
