@@ -2,9 +2,9 @@
 
 CPython runs a full collection (generation 2) by itself whenever the objects that survived into
 the old generation since the last one reach a quarter of it, and a full collection walks every
-tracked object. A Bokeh session is about 1,400 such objects, so while sessions are being opened
-on a server that holds 1,000, one full collection walks 1.4 million objects: measured on 2 cores,
-Bokeh 3.10, 0.9-1.6 s of stalled event loop every 6-10 s, whether or not anything expires.
+tracked object. A Bokeh session is about 1,400 such objects, so on a server that holds 1,000
+idle sessions one full collection walks 1.4 million objects: measured on 2 cores, Bokeh 3.10,
+0.9-1.6 s of stalled event loop every 6-10 s, whether or not anything expires.
 
 * ``freeze_startup`` (once the server has loaded): one full collection, then ``gc.freeze()``:
   imports, Bokeh and the shared data (about 120,000 objects) move to the permanent generation,

@@ -191,6 +191,7 @@ class _Scheduler:
         self._followup_scheduled = False
         self._holds = 0
         self._deferred = False
+        self._epoch = 0  # holds taken on an earlier loop (its tasks never finished) do not count
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
@@ -198,6 +199,9 @@ class _Scheduler:
             self._pending = False
             self._followup_due = 0.0
             self._followup_scheduled = False
+            self._epoch += 1
+            self._holds = 0
+            self._deferred = False
 
     def _target_loop(self) -> asyncio.AbstractEventLoop | None:
         try:
@@ -242,12 +246,15 @@ class _Scheduler:
             _MALLOC_TRIM(0)
         stats.trims_after_gc += 1
 
-    def hold(self) -> None:
+    def hold(self) -> int:
         with self._lock:
             self._holds += 1
+            return self._epoch
 
-    def resume(self) -> None:
+    def resume(self, epoch: int) -> None:
         with self._lock:
+            if epoch != self._epoch:
+                return
             self._holds -= 1
             run = self._holds == 0 and self._deferred
             self._deferred = False if run else self._deferred
@@ -295,11 +302,26 @@ def releases_held() -> Iterator[None]:
     them, while the first slices are done; a release in between would walk them all and stall the
     loop for as long. Held, the one release runs after the last discard and walks what is left.
     """
-    _scheduler.hold()
+    resume = hold_releases()
     try:
         yield
     finally:
-        _scheduler.resume()
+        resume()
+
+
+def hold_releases() -> Callable[[], None]:
+    """Hold back scheduled releases until the returned function is called (for work, such as a
+    task, that outlives a block); calling it again does nothing."""
+    epoch = _scheduler.hold()
+    resumed = False
+
+    def resume() -> None:
+        nonlocal resumed
+        if not resumed:
+            resumed = True
+            _scheduler.resume(epoch)
+
+    return resume
 
 
 def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
