@@ -72,6 +72,16 @@ def test_the_startup_heap_is_frozen_and_automatic_full_collections_are_off(clean
     del startup
 
 
+def test_where_stall_free_is_off_automatic_full_collections_stay_on(
+    clean_slate: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing would run full collections instead: CPython keeps running its own."""
+    monkeypatch.setattr(full_collections, "_enabled", False)
+    threshold = gc.get_threshold()
+    full_collections.freeze_startup()
+    assert gc.get_threshold() == threshold  # control: the test above, where it is on
+
+
 def _discarded_document_in_the_old_generation(in_cycle: bool) -> weakref.ref[_Document]:
     document = _Document()
     if in_cycle:

@@ -79,7 +79,8 @@ def enabled() -> bool:
 
 
 def freeze_startup() -> int:
-    """One full collection, then freeze everything alive and turn automatic full collections off.
+    """One full collection, then freeze everything alive; turn automatic full collections off
+    where this module runs them instead (``enable``: not where ``stall_free`` is off).
 
     Call once the server has loaded, before it serves. Returns how many objects were frozen.
     """
@@ -87,7 +88,7 @@ def freeze_startup() -> int:
     with _lock:
         gc.collect()
         gc.freeze()
-        if _automatic_threshold is None:
+        if _enabled and _automatic_threshold is None:
             young, middle, _automatic_threshold = gc.get_threshold()
             gc.set_threshold(young, middle, _NEVER)
         return gc.get_freeze_count()
