@@ -186,8 +186,10 @@ def test_capacity_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
         "--steps",
         "2",
         "4",
+        # A user first moves the slider 2-4 s after joining: a window that ends after 4 s sees at
+        # least one move of each user (3 s missed both users' first moves about 1 run in 16).
         "--window-s",
-        "3",
+        "4",
         "--settle-s",
         "0.5",
         "--probes",
