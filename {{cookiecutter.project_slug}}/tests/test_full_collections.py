@@ -4,13 +4,15 @@ runs none by itself, and what died in cycles in the old generation is still coll
 How we know these can fail: each test has its control in it. Automatic full collections do run
 with CPython's threshold (and not with ours); a young collection leaves a cycle in the old
 generation alive; a document freed by reference counting asks for no full collection; one
-discard short of paying for a full collection gets none; a full collection inside the time
-budget of the previous one waits.
+discard short of paying for a full collection gets none, and so do discards that paid for one
+measured with no session live once 999 are; a full collection inside the time budget of the
+previous one waits.
 """
 
 from __future__ import annotations
 
 import gc
+import math
 import weakref
 from collections.abc import Iterator
 
@@ -38,7 +40,8 @@ def clean_slate(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(full_collections, "_previous", [])
     monkeypatch.setattr(full_collections, "_next_allowed_at", 0.0)
     monkeypatch.setattr(full_collections, "_discards", 0)
-    monkeypatch.setattr(full_collections, "_last_duration_s", 1e6)
+    monkeypatch.setattr(full_collections, "_cost_per_session_s", 1e6)
+    monkeypatch.setattr(full_collections, "_live_sessions", lambda: 0)
     yield
     full_collections.restore_automatic()
     gc.unfreeze()
@@ -117,7 +120,7 @@ def test_full_collections_keep_to_their_time_budget(
 ) -> None:
     monkeypatch.setattr(full_collections, "TIME_FACTOR", 1e6)
     full_collections.collect_in_full("first")  # the next may only come a million durations later
-    monkeypatch.setattr(full_collections, "_last_duration_s", 1e6)
+    monkeypatch.setattr(full_collections, "_cost_per_session_s", 1e6)
     done = full_collections.full_collections
     held = _discarded_document_in_the_old_generation(in_cycle=True)
     for _ in range(3):
@@ -131,7 +134,8 @@ def test_full_collections_keep_to_their_time_budget(
 def test_discards_pay_for_the_next_full_collection(
     clean_slate: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(full_collections, "_last_duration_s", 0.01)  # 100 discards pay for it
+    # with no session live, 100 discards pay for it
+    monkeypatch.setattr(full_collections, "_cost_per_session_s", 100 * full_collections.COST_PER_DISCARD_S)
     done = full_collections.full_collections
     monkeypatch.setattr(full_collections, "_discards", 99)
     full_collections.collect()
@@ -140,6 +144,31 @@ def test_discards_pay_for_the_next_full_collection(
     full_collections.collect()
     assert full_collections.full_collections == done + 1
     assert full_collections._discards == 0  # counted afresh
+
+
+def test_the_expected_cost_grows_with_the_sessions_a_full_collection_walks(
+    clean_slate: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full collection measured with few sessions live is no estimate for one with many: the
+    discards that paid for it then would buy a long stall now."""
+    live = [0]
+    monkeypatch.setattr(full_collections, "_live_sessions", lambda: live[0])
+    full_collections.collect_in_full("measured with no session live")
+    monkeypatch.setattr(full_collections, "_next_allowed_at", 0.0)  # the time budget is not tested here
+    per_session = full_collections.expected_cost_s()
+    assert per_session > 0
+    live[0] = 999
+    assert full_collections.expected_cost_s() == pytest.approx(1000 * per_session)
+    # Discards that pay for the collection measured with no session live do not pay for it now.
+    needed = max(1, math.ceil(per_session / full_collections.COST_PER_DISCARD_S))
+    done = full_collections.full_collections
+    monkeypatch.setattr(full_collections, "_discards", needed)
+    full_collections.collect()
+    assert full_collections.full_collections == done
+    live[0] = 0  # control: with no session live they do
+    monkeypatch.setattr(full_collections, "_discards", needed)
+    full_collections.collect()
+    assert full_collections.full_collections == done + 1
 
 
 def test_a_forced_release_collects_in_full(clean_slate: None) -> None:

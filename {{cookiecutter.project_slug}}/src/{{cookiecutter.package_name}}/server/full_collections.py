@@ -18,10 +18,16 @@ idle sessions one full collection walks 1.4 million objects: measured on 2 cores
   about 70 objects in cycles (its websocket's Tornado and Bokeh handler objects, a cancelled task),
   about 4.7 KB. A full collection is due when
   - a document discarded before the previous release is still alive (its data must not wait), or
-  - the sessions discarded since the last one have paid for it: the last one's measured duration
-    spread over them is at most ``COST_PER_DISCARD_S``. Measured in the soak (50 clients, Bokeh
-    3.10.2): one of 55 ms about every 550 discards. With 1,000 live sessions (a walk of 1-1.6 s,
-    estimated, not measured) one per 10,000-16,000 discards, with 47-75 MB of such garbage waiting;
+  - the sessions discarded since the last one have paid for it: its expected CPU time spread
+    over them is at most ``COST_PER_DISCARD_S``. A full collection walks the live sessions, so it
+    is expected to cost what the last one cost per live session (plus one), times the sessions
+    live now: one measured with 2 sessions live is no estimate for one with 2,000 (measured:
+    1 ms, then 2.6 s of stalled loop when 17 discards had "paid" for it). CPU time of this thread,
+    not wall time: on a busy machine the same collection took 5-56 ms of wall time (soak, 50
+    clients, 2 cores), and a slow reading put the next one off for hundreds of discards while
+    their garbage waited (a soak failed in CI at +2 KB per session). With 50 live sessions that
+    is one full collection every few dozen discards; with 1,000 live sessions (a walk of 1-1.6 s,
+    estimated, not measured) one per 1,000-1,600 discards, with 5-8 MB of such garbage waiting;
   - and in any case no more than 1/``TIME_FACTOR`` of the time (after one of d seconds the next
     waits d times that factor).
   A document still alive after a full collection is a real leak (``stall_free`` logs its module's
@@ -38,16 +44,17 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from . import memory
 
 log = logging.getLogger(__name__)
 
-#: The cost of a full collection each discarded session may carry: a full collection is due once
-#: the discards since the last one reach its duration divided by this (100 µs: a small share of what
-#: opening a demo session costs; the throughput benchmark opens about 7 per second).
-COST_PER_DISCARD_S = 100e-6
+#: The CPU time of full collections each discarded session may carry: one is due once the discards
+#: since the last one reach its CPU time divided by this. 1 ms is under 1 % of what opening a demo
+#: session costs (the throughput benchmark opens about 7 per second on 2 cores).
+COST_PER_DISCARD_S = 1e-3
 #: After a full collection of d seconds, the next waits at least d times this (<= 5 % of the time).
 TIME_FACTOR = 20
 #: Generation 2's threshold while automatic full collections are off: out of reach (it counts
@@ -57,7 +64,8 @@ _NEVER = 2**31 - 1
 _lock = threading.Lock()
 _enabled = False
 _automatic_threshold: int | None = None  # generation 2's threshold before ``freeze_startup``
-_last_duration_s = 0.0
+_cost_per_session_s = 0.0  # CPU time of the last full collection per live session (plus one)
+_live_sessions: Callable[[], int] = int  # no server bound: 0 sessions
 _next_allowed_at = 0.0
 _discards = 0  # since the last full collection
 #: Full collections run by this module in this process (tests, diagnostics).
@@ -104,6 +112,17 @@ def restore_automatic() -> None:
             _automatic_threshold = None
 
 
+def bind_live_sessions(live_sessions: Callable[[], int]) -> None:
+    """How many sessions the server holds now (``runtime.attach``): what a full collection walks."""
+    global _live_sessions
+    _live_sessions = live_sessions
+
+
+def expected_cost_s() -> float:
+    """The CPU time a full collection is expected to take now (see the module docstring)."""
+    return _cost_per_session_s * (_live_sessions() + 1)
+
+
 def watch_discarded(document: Any) -> None:
     """Note a document being discarded: if a cycle keeps it, a release collects in full."""
     global _discards
@@ -116,10 +135,11 @@ def watch_discarded(document: Any) -> None:
 def _full_collection_due() -> str:
     """At a release, why a full collection is due ("" if not): see the module docstring."""
     global _discarded, _previous
+    expected = expected_cost_s()
     with _lock:
         held = [ref for ref in _previous if ref() is not None]
         _previous, _discarded = _discarded, []
-        paid = _discards > 0 and _discards * COST_PER_DISCARD_S >= _last_duration_s
+        paid = _discards > 0 and _discards * COST_PER_DISCARD_S >= expected
     if not (held or paid):
         return ""
     if time.monotonic() < _next_allowed_at:
@@ -133,18 +153,20 @@ def _full_collection_due() -> str:
 
 def collect_in_full(reason: str = "asked") -> int:
     """Collect every generation but the permanent one now. Returns how many objects were collected."""
-    global _last_duration_s, _next_allowed_at, full_collections, _discards
+    global _cost_per_session_s, _next_allowed_at, full_collections, _discards
+    live = _live_sessions()
     with _lock:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         collected = gc.collect()
-        duration = time.perf_counter() - started
-        _last_duration_s = duration
+        duration, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
+        _cost_per_session_s = cpu / (live + 1)
         _next_allowed_at = time.monotonic() + TIME_FACTOR * duration
         full_collections += 1
         discards, _discards = _discards, 0
     log.info(
-        "Full collection: %d objects collected in %.0f ms (%d discards since the last): %s",
-        collected, duration * 1e3, discards, reason,
+        "Full collection: %d objects collected in %.0f ms (%.0f ms CPU; %d sessions live, %d discards "
+        "since the last): %s",
+        collected, duration * 1e3, cpu * 1e3, live, discards, reason,
     )  # fmt: skip
     return collected
 

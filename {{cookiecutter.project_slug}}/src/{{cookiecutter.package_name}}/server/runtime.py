@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import memory, metrics, patches
+from . import full_collections, memory, metrics, patches
 from .admission import Admission
 from .ops import OpsState
 from .settings import Settings
@@ -58,6 +58,7 @@ def attach(server: Any, state: OpsState, settings: Settings, login: Any = None) 
     state.live_sessions = lambda: len(server.get_sessions())
     metrics.bind_server(state.live_sessions, lambda: state.ready)
     memory.bind_loop(server.io_loop.asyncio_loop)
+    full_collections.bind_live_sessions(state.live_sessions)
     state.lag.start(server.io_loop)
     runtime = Runtime(server, state)
     if patches.is_active("server_control"):
