@@ -20,7 +20,8 @@ seconds (22 s measured on Bokeh 3.9.2) or, on 3.10, the executor is busy for as 
   ``document.models``) and empties ``models._new_models``; a removed session callback drops its
   wrapper (a one-shot callback's wrapper refers back to it and holds the document); a stopped
   periodic callback runner (``_AsyncPeriodic``) drops the session's callback (its loop closure or
-  cancelled task is a cycle of its own);
+  cancelled task is a cycle of its own) and, on 3.10, its task once the task is done (the
+  cancelled task's traceback holds the runner: 16 objects per session for a full collection);
 * ``freeze_startup_heap`` moves everything alive once the server has loaded (imports, the shared
   dataset) into the permanent generation, and ``full_collections`` turns CPython's automatic full
   collections off and runs them itself when they are due, so that the live sessions are walked
@@ -153,9 +154,26 @@ def _stop_periodic_and_drop_callback(original: Any) -> Any:
         # or cancelled task (3.10) is a reference cycle that would keep the session's callback, and
         # through it the session and document, alive until a full collection.
         self._func = _stopped_callback
+        # 3.10: the cancelled task keeps its CancelledError, whose traceback's frames hold the
+        # runner, which holds the task: about 16 objects per session for a full collection (the
+        # most of what an HTTP-only demo session left). Once the task is done, the runner lets go
+        # of it (``stop`` and ``wait`` read a missing task as a finished one).
+        task = getattr(self, "_task", None)
+        if task is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(task.add_done_callback, _forget_task(self))
 
     stop.__wrapped__ = original  # type: ignore[attr-defined]
     return stop
+
+
+def _forget_task(runner: Any) -> Any:
+    """A done callback for a stopped runner's task: the runner drops it (the task drops this)."""
+
+    def forget(task: Any) -> None:
+        if runner._task is task:
+            runner._task = None
+
+    return forget
 
 
 def _stopped_callback() -> None:
