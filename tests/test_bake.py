@@ -79,6 +79,7 @@ CORE_FILES = {
     "src/{pkg}/server/sliced_expiry.py",
     "src/{pkg}/server/stall_free.py",
     "src/{pkg}/server/unconnected.py",
+    "src/{pkg}/server/websocket_cycles.py",
     "src/{pkg}_devtools/__init__.py",
     "src/{pkg}_devtools/bokeh_ws.py",
     "src/{pkg}_devtools/crowd.py",

@@ -158,6 +158,14 @@ FINGERPRINTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
             "bokeh.util.asyncio|bokeh.util.tornado:_AsyncPeriodic",
             ("self._stopped = True", "not self._stopped", "self._func()"),
         ),
+        # the links websocket_cycles drops when a connection closes
+        ("bokeh.server.views.ws:WSHandler.on_close", ("self.application.client_lost(self.connection)",)),
+        ("bokeh.server.connection:ServerConnection", ("self._socket = socket",)),
+        ("bokeh.protocol.receiver:Receiver", ("self._current_consumer = self._HEADER",)),
+        (
+            "bokeh.server.protocol_handler:ProtocolHandler",
+            ("self._handlers['SERVER-INFO-REQ'] = self._server_info_req",),
+        ),
     ),
     "keep_modules": (
         ("bokeh.document.document:Document.destroy", ("self.modules.destroy()",)),
