@@ -122,8 +122,12 @@ def soak(server: ServedProcess, app_path: str, limit_s: float = 420) -> SoakRun:
                 run.opened.append(session.id)
 
     started = time.monotonic()
+    # Bokeh 3.10 fills each model class's property info on first use, not thread-safely: 50 clients
+    # decoding their first document at once can fail (AttributeError '_overridden_defaults'). The
+    # first cycle runs alone.
+    cycle(0)
     with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
-        done = 0
+        done = len(run.opened)
         while done < total and time.monotonic() < deadline:
             batch = min(100 if done < WARMUP else CHECKPOINT_EVERY, total - done)
             list(pool.map(cycle, range(done, done + batch)))
