@@ -63,6 +63,7 @@ CORE_FILES = {
     "src/{pkg}/server/lifecycle.py",
     "src/{pkg}/server/login.py",
     "src/{pkg}/server/memory.py",
+    "src/{pkg}/server/next_tick_cycles.py",
     "src/{pkg}/server/patches.py",
     "src/{pkg}/server/metrics.py",
     "src/{pkg}/server/oidc.py",

@@ -175,6 +175,17 @@ FINGERPRINTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
 }
 
 
+#: Bokeh code that only some verified versions have (a later one fixed it): the piece that
+#: replaces it does so only where it is found (``code_found``); elsewhere Bokeh's own code stays.
+WHERE_FOUND: dict[str, tuple[str, tuple[str, ...]]] = {
+    # next_tick_cycles: Bokeh 3.8 and 3.9 (3.10 keeps the flag in a nonlocal variable)
+    "next_tick_self_cycle": (
+        "bokeh.util.tornado:_CallbackGroup.add_next_tick_callback",
+        ("if wrapper.removed:", "wrapper.removed = True", "self._loop.add_callback(wrapper)"),
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Status:
     """Whether a piece is on, and why (or why not)."""
@@ -230,6 +241,11 @@ def _fingerprint_problem(target: str, fragments: tuple[str, ...]) -> str | None:
     except (ImportError, AttributeError, OSError, TypeError) as error:
         return f"{target} is missing ({type(error).__name__}: {error})"
     return None
+
+
+def code_found(name: str) -> bool:
+    """Whether this Bokeh has the code ``WHERE_FOUND[name]`` describes."""
+    return _fingerprint_problem(*WHERE_FOUND[name]) is None
 
 
 def source_problems(name: str) -> list[str]:

@@ -26,7 +26,8 @@ seconds (22 s measured on Bokeh 3.9.2) or, on 3.10, the executor is busy for as 
   dataset) into the permanent generation, and ``full_collections`` turns CPython's automatic full
   collections off and runs them itself when they are due, so that the live sessions are walked
   only as often as discards pay for it (see there); discarded documents are watched;
-* ``websocket_cycles`` breaks the cycles a closed websocket connection's handler objects form;
+* ``websocket_cycles`` breaks the cycles a closed websocket connection's handler objects form,
+  and ``next_tick_cycles`` the one a next-tick callback that has run left its document in (3.8, 3.9);
 * ``sliced_expiry`` runs Bokeh's unused-session expiry in slices that yield to the event loop.
 
 Measured with ``benchmarks/expiry_and_throughput.py``: see the project README.
@@ -59,7 +60,7 @@ except ImportError:
     except ImportError:  # neither: ``patches.py`` reports stall_free off, and nothing here uses it
         _AsyncPeriodic = None  # type: ignore[assignment,misc,unused-ignore]
 
-from . import full_collections, memory, patches, sliced_expiry, websocket_cycles
+from . import full_collections, memory, next_tick_cycles, patches, sliced_expiry, websocket_cycles
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,7 @@ def install() -> bool:
             callbacks.remove_session_callback
         )
         websocket_cycles.install()
+        next_tick_cycles.install()
         memory.after_release.append(report_leaked_modules)
         full_collections.enable()
         _installed = True
