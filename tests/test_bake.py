@@ -128,12 +128,14 @@ CORE_FILES = {
     "tests/test_memory_limit.py",
     "tests/test_monitor.py",
     "tests/test_monitoring.py",
+    "tests/test_next_tick_cycles.py",
     "tests/test_ops.py",
     "tests/test_sliced_expiry.py",
     "tests/test_patches.py",
     "tests/test_smoke.py",
     "tests/test_soak.py",
     "tests/test_stall_free.py",
+    "tests/test_websocket_cycles.py",
     "uv.lock",
 }
 OPTIONAL_FILES: dict[str, set[str]] = {
