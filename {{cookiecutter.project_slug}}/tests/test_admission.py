@@ -11,9 +11,11 @@ outlives the grace; bare ``bokeh serve`` waits to read the same body instead of 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import socket
 import time
 import urllib.request
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -197,6 +199,22 @@ def test_a_page_session_without_websocket_is_discarded_after_the_grace() -> None
         assert metric(text, "bokeh_sessions_unconnected_discarded_total") == 3
         assert running.call(lambda: [s.id for s in running.server.get_sessions()]) == [connected.id]
         connected.close()
+
+
+@pytest.mark.requires_patch("session_gate")
+def test_a_page_session_that_expires_within_its_grace_is_not_kept_by_its_timer() -> None:
+    """The idle lifetime (0.3 s) ends the session long before its grace (60 s): once discarded it is
+    freed and its grace timer is gone. How we know this can fail: a timer holding the session
+    itself (as it did) keeps it alive, with its lock and timer, for the whole grace."""
+    settings = dataclasses.replace(get_settings(), unconnected_grace_ms=60_000)
+    with running_runtime(settings, unused_session_lifetime_ms=300) as (running, runtime):
+        assert http_get(running.url())[0] == 200
+        session_ref = running.call(lambda: weakref.ref(running.server.get_sessions()[0]))
+        assert runtime.unconnected is not None and len(runtime.unconnected._watched) == 1
+        assert wait_until(lambda: running.session_count() == 0, 10), "the session did not expire"
+        gc.collect()
+        assert session_ref() is None, "the discarded session is still alive"
+        assert running.call(lambda: len(runtime.unconnected._watched)) == 0
 
 
 # --- request limits ----------------------------------------------------------------------------------
