@@ -1,6 +1,6 @@
 """Which of the runtime's pieces that reach into Bokeh internals are on, and why: one registry.
 
-Five pieces of the runtime use Bokeh beyond its public API. Each was read and tested on the Bokeh
+Six pieces of the runtime use Bokeh beyond its public API. Each was read and tested on the Bokeh
 versions in ``VERIFIED_BOKEH``, and each names the Bokeh code it relies on (``FINGERPRINTS``: the
 function or class, and the lines it must still contain). On a Bokeh outside that list, or whose
 code no longer matches, a piece stays off and the server runs that part as Bokeh itself does: it
@@ -88,6 +88,12 @@ PIECES = (
         switch="coalesce_gc",
     ),
     Piece(
+        "pause_unwatched",
+        "periodic callbacks of sessions nobody is connected to run until the session expires (2,000 "
+        "such sessions of the demo app keep the event loop busy a third of the time or more)",
+        switch="pause_unwatched_callbacks",
+    ),
+    Piece(
         "keep_modules",
         "a cleanup defined in main.py finds main.py's globals already cleared by Bokeh",
     ),
@@ -166,6 +172,28 @@ FINGERPRINTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
             "bokeh.server.protocol_handler:ProtocolHandler",
             ("self._handlers['SERVER-INFO-REQ'] = self._server_info_req",),
         ),
+    ),
+    "pause_unwatched": (
+        (
+            "bokeh.server.session:ServerSession.__init__",
+            (
+                "self._callbacks = DocumentCallbackGroup(",
+                "self._callbacks.add_session_callbacks(wrapped_callbacks)",
+            ),
+        ),
+        ("bokeh.server.session:ServerSession.subscribe", ("self._subscribed_connections.add(",)),
+        ("bokeh.server.session:ServerSession.unsubscribe", ("self._subscribed_connections.discard(",)),
+        ("bokeh.server.session:ServerSession._session_callback_added", ("add_session_callback(",)),
+        ("bokeh.server.session:ServerSession._session_callback_removed", ("remove_session_callback(",)),
+        (
+            "bokeh.server.callbacks:DocumentCallbackGroup",
+            (
+                "add_periodic_callback(callback_obj.callback, callback_obj.period, callback_obj.id)",
+                "self._group.remove_periodic_callback(callback_obj.id)",
+                "def remove_all_callbacks(self)",
+            ),
+        ),
+        ("bokeh.server.callbacks:PeriodicCallback", ()),
     ),
     "keep_modules": (
         ("bokeh.document.document:Document.destroy", ("self.modules.destroy()",)),

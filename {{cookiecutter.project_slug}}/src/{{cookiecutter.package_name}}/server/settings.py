@@ -111,6 +111,8 @@ class Settings:
     coalesce_gc: bool = True
     #: The interval of that coalesced collection (ms).
     gc_interval_ms: int = 1000
+    #: Park a session's periodic callbacks while no browser is connected to it (unwatched_callbacks.py).
+    pause_unwatched_callbacks: bool = True
     #: Expired sessions are discarded in slices of this long; the event loop serves requests between (ms).
     expiry_slice_ms: int = 10
     #: Pieces that reach into Bokeh internals (``patches.py``): ``verified`` (on where this Bokeh is

@@ -28,7 +28,9 @@ seconds (22 s measured on Bokeh 3.9.2) or, on 3.10, the executor is busy for as 
   only as often as discards pay for it (see there); discarded documents are watched;
 * ``websocket_cycles`` breaks the cycles a closed websocket connection's handler objects form,
   and ``next_tick_cycles`` the one a next-tick callback that has run left its document in (3.8, 3.9);
-* ``sliced_expiry`` runs Bokeh's unused-session expiry in slices that yield to the event loop.
+* ``sliced_expiry`` runs Bokeh's unused-session expiry in slices that yield to the event loop,
+  and ``unwatched_callbacks`` parks the periodic callbacks of sessions nobody is connected to (the
+  idle load that sessions waiting to expire put on the loop).
 
 Measured with ``benchmarks/expiry_and_throughput.py``: see the project README.
 
@@ -60,7 +62,15 @@ except ImportError:
     except ImportError:  # neither: ``patches.py`` reports stall_free off, and nothing here uses it
         _AsyncPeriodic = None  # type: ignore[assignment,misc,unused-ignore]
 
-from . import full_collections, memory, next_tick_cycles, patches, sliced_expiry, websocket_cycles
+from . import (
+    full_collections,
+    memory,
+    next_tick_cycles,
+    patches,
+    sliced_expiry,
+    unwatched_callbacks,
+    websocket_cycles,
+)
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -229,10 +239,13 @@ def report_leaked_modules(duration: float = 0.0) -> int:
 
 def install() -> bool:
     """Patch Bokeh once per process: expiry in slices where ``patches.py`` says ``sliced_expiry`` is on,
-    the rest where ``stall_free`` is. Returns False when ``stall_free`` is off (``patches.py`` says why)."""
+    periodic callbacks parked while unwatched where ``pause_unwatched`` is, the rest where
+    ``stall_free`` is. Returns False when ``stall_free`` is off (``patches.py`` says why)."""
     global _installed
     if patches.is_active("sliced_expiry"):
         sliced_expiry.install(get_settings().expiry_slice_ms)
+    if patches.is_active("pause_unwatched"):
+        unwatched_callbacks.install()
     if not patches.is_active("stall_free"):
         return False
     with _install_lock:
