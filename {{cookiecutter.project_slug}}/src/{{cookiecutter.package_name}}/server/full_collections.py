@@ -80,6 +80,7 @@ def enable() -> None:
     global _enabled
     _enabled = True
     memory.collect_garbage = collect
+    memory.collection_steps = (collect_young, collect_old_if_due)
 
 
 def enabled() -> bool:
@@ -179,11 +180,20 @@ def collect_in_full_if_allowed(reason: str) -> bool:
     return True
 
 
+def collect_young() -> int:
+    """The young generations (0 and 1)."""
+    return gc.collect(1)
+
+
+def collect_old_if_due() -> int:
+    """A full collection if one is due now (see the module docstring), else nothing."""
+    reason = _full_collection_due()
+    return collect_in_full(reason) if reason else 0
+
+
 def collect(force_full: bool = False) -> int:
     """``memory.collect_garbage``: the young generations, then the old one if due (or forced)."""
-    collected = gc.collect(1)
+    collected = collect_young()
     if force_full:
         return collected + collect_in_full("forced")
-    if reason := _full_collection_due():
-        collected += collect_in_full(reason)
-    return collected
+    return collected + collect_old_if_due()
