@@ -11,10 +11,11 @@ previous one waits.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import math
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -179,3 +180,31 @@ def test_a_forced_release_collects_in_full(clean_slate: None) -> None:
     assert held() is not None  # control: a plain release only collects the young generations
     memory.release_memory(force_full=True)
     assert held() is None and full_collections.full_collections == done + 1
+
+
+def test_the_scheduled_release_gives_the_event_loop_a_turn_between_its_parts(clean_slate: None) -> None:
+    """The young collection, the full one that is due and the trim each run in a turn of their own;
+    work queued meanwhile runs between them. The same parts in one call (``release_memory``, the
+    control) leave no room for it."""
+    order: list[str] = []
+    steps = (
+        lambda: order.append("young") or 0,
+        lambda: order.append("old") or 0,
+    )
+
+    async def release_beside_other_work(release: Callable[[asyncio.AbstractEventLoop], object]) -> None:
+        loop = asyncio.get_running_loop()
+        release(loop)
+        loop.call_soon(order.append, "other work")  # e.g. a request that came in meanwhile
+        await asyncio.sleep(0.1)
+
+    releases = memory.stats.releases
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(memory, "collection_steps", steps)
+        patch.setattr(memory, "collect_garbage", lambda force_full: steps[0]() + steps[1]())
+        asyncio.run(release_beside_other_work(lambda _loop: memory.release_memory()))
+        assert order == ["young", "old", "other work"]  # the control
+        order.clear()
+        asyncio.run(release_beside_other_work(memory.release_in_steps))
+    assert order == ["young", "other work", "old"]
+    assert memory.stats.releases == releases + 2  # both counted once, when done
