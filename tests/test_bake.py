@@ -80,6 +80,7 @@ CORE_FILES = {
     "src/{pkg}/server/sliced_expiry.py",
     "src/{pkg}/server/stall_free.py",
     "src/{pkg}/server/unconnected.py",
+    "src/{pkg}/server/unwatched_callbacks.py",
     "src/{pkg}/server/websocket_cycles.py",
     "src/{pkg}_devtools/__init__.py",
     "src/{pkg}_devtools/bokeh_ws.py",
@@ -135,6 +136,7 @@ CORE_FILES = {
     "tests/test_smoke.py",
     "tests/test_soak.py",
     "tests/test_stall_free.py",
+    "tests/test_unwatched_callbacks.py",
     "tests/test_websocket_cycles.py",
     "uv.lock",
 }
