@@ -4,11 +4,11 @@ Freeing per-session arrays is not enough: glibc raises its mmap threshold after 
 free, so later blocks come from the heap and stay mapped after ``free`` (BOKEH_FACTS: +202 MB kept
 of 202 MB). ``malloc_trim(0)`` returns those pages. Every discarded session asks for a release; the
 requests of one batch share a single ``gc.collect()`` + ``malloc_trim(0)`` on the server's event
-loop (in steps, ``release_in_steps``), run ``delay_ms`` after the first request and never more often than ``min_interval_ms``, plus
-one follow-up once the longest periodic-callback period has passed; while sessions are being
-discarded in slices, releases wait for the last slice (``releases_held``). Requests may come from worker
-threads (Bokeh 3.10 destroys documents in its executor); they are handed to the bound loop. On
-non-glibc platforms only the collection runs.
+loop (in steps, ``release_in_steps``), run ``delay_ms`` after the first request and never more
+often than ``min_interval_ms``, plus one follow-up once the longest periodic-callback period has
+passed; while sessions are being discarded in slices, releases wait for the last slice
+(``releases_held``). Requests may come from worker threads (Bokeh 3.10 destroys documents in its
+executor); they are handed to the bound loop. On non-glibc platforms only the collection runs.
 """
 
 from __future__ import annotations
