@@ -1,12 +1,15 @@
 """Expiry in slices: every expired session goes exactly once, the event loop gets turns between
-slices, and a session that came back to life before its turn is not discarded.
+slices, a discarded session is freed during the batch, and a session that came back to life before
+its turn is not discarded.
 
 The whole suite runs with sliced expiry installed (``conftest.py`` installs the stall-free
 patches), so the leak and cleanup tests also prove that sessions expire and are cleaned up.
 How we know these tests can fail: each has its control in the same test. The slicing test runs
 the same batch as one unbounded slice (Bokeh's own way) and sees no turn of the loop between
-discards; the revival tests check that the other sessions of the very same pass, expired by the
-same rule, were discarded, and that the revived ones go too once they are idle again.
+discards; the freeing test runs the same discards over a list that holds the batch (the way it
+was) and finds every session still alive at the last discard; the revival tests check that the
+other sessions of the very same pass, expired by the same rule, were discarded, and that the
+revived ones go too once they are idle again.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,6 +115,48 @@ def destroyed() -> Iterator[collections.Counter[str]]:
 
 def _session_ids(running: RunningServer) -> set[str]:
     return running.call(lambda: {str(session.id) for session in running.server.get_sessions()})
+
+
+class _ExpiredSession(_Session):
+    """Idle for longer than any lifetime."""
+
+    expiration_requested = False
+    milliseconds_since_last_unsubscribe = 10_000
+
+
+class _ContextCountingAlive:
+    """Holds its sessions as Bokeh's context does, until their discard; at each discard it counts
+    how many of the sessions it has discarded are still alive (this one included)."""
+
+    def __init__(self, sessions: int) -> None:
+        self._sessions = {index: _ExpiredSession() for index in range(sessions)}
+        self._refs = [weakref.ref(session) for session in self._sessions.values()]
+        self.alive_at_discard: list[int] = []
+
+    @property
+    def sessions(self) -> list[_Session]:
+        return list(self._sessions.values())
+
+    async def _discard_session(self, session: _Session, should_discard: Any) -> None:
+        if should_discard(session):
+            session.destroyed = True
+            del self._sessions[next(key for key, held in self._sessions.items() if held is session)]
+            alive = sum(ref() is not None for ref in self._refs)
+            self.alive_at_discard.append(alive - len(self._sessions))  # discarded, still alive
+
+
+def test_a_discarded_session_is_freed_during_the_batch_not_after_it() -> None:
+    batch = 50
+    context = _ContextCountingAlive(batch)
+    asyncio.run(sliced_expiry.sliced_cleanup_sessions(context, 1000, slice_ms=0))
+    assert len(context.alive_at_discard) == batch and not context.sessions
+    assert max(context.alive_at_discard) <= 2  # the one being discarded, the one before
+
+    # Control: the batch as a list of (context, session) pairs, kept until the batch ends.
+    context = _ContextCountingAlive(batch)
+    pairs = [(context, session) for session in context.sessions]
+    asyncio.run(server_control.discard_in_slices(pairs, sliced_expiry.expiry_rule(1000), slice_ms=0))
+    assert context.alive_at_discard[-1] == batch
 
 
 def test_every_expired_session_is_discarded_exactly_once(

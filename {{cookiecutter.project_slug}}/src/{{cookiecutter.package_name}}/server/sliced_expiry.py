@@ -29,7 +29,7 @@ import asyncio
 import functools
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,11 +73,25 @@ class _Expiry:
     expired: Callable[[Any], bool]
     slice_ms: float
 
-    async def discard(self, sessions: list[Any]) -> int:
-        pairs = [(self.context, session) for session in sessions]
-        return await server_control.discard_in_slices(
-            pairs, self.expired, skip_blocked=True, slice_ms=self.slice_ms
+    async def discard(self, due: list[Any]) -> list[Any]:
+        """Discard ``due`` in slices, emptying the list; returns the sessions that stayed."""
+        stayed: list[Any] = []
+        await server_control.discard_in_slices(
+            self._one_at_a_time(due, stayed), self.expired, skip_blocked=True, slice_ms=self.slice_ms
         )
+        return stayed
+
+    def _one_at_a_time(self, due: list[Any], stayed: list[Any]) -> Iterator[tuple[Any, Any]]:
+        """(context, session) for each of ``due``, taken out of the list as its turn comes, so
+        that what is left of a discarded session is freed right after its discard. Kept in a list
+        until the batch ended, 2,000 sessions' remains were freed at once: 10 ms of stalled loop
+        (Bokeh 3.10.2). A session still there after its turn goes to ``stayed``."""
+        due.reverse()
+        while due:
+            session = due.pop()
+            yield self.context, session
+            if not session.destroyed:
+                stayed.append(session)
 
     def discard_when_unlocked(self, session: Any) -> None:
         """Discard ``session`` once its document lock is free, in a task of its own."""
@@ -124,8 +138,7 @@ async def sliced_cleanup_sessions(
         return
     log.debug("Expiring %d session(s) in slices of %g ms", len(due), slice_ms)
     with memory.releases_held():  # until the retries below have taken their own holds
-        await expiry.discard(due)
-        for session in due:
+        for session in await expiry.discard(due):
             if not session.destroyed and expiry.expired(session):
                 expiry.discard_when_unlocked(session)
 
