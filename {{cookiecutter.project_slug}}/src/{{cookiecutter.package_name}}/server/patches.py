@@ -164,6 +164,14 @@ FINGERPRINTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
             "bokeh.util.asyncio|bokeh.util.tornado:_AsyncPeriodic",
             ("self._stopped = True", "not self._stopped", "self._func()"),
         ),
+        # default_orphans: the models a document build makes, and the cycles with their containers
+        ("bokeh.application.application:Application.initialize_document", ("h.modify_document(doc)",)),
+        ("bokeh.model:Model.__init__", ("super().__init__(**kwargs)",)),
+        (
+            "bokeh.core.has_props:HasProps",
+            ("_property_values: dict", "_unstable_default_values: dict", "_unstable_themed_values: dict"),
+        ),
+        ("bokeh.core.property.wrappers:PropertyValueContainer", ("self._owners.add((owner, descriptor))",)),
         # the links websocket_cycles drops when a connection closes
         ("bokeh.server.views.ws:WSHandler.on_close", ("self.application.client_lost(self.connection)",)),
         ("bokeh.server.connection:ServerConnection", ("self._socket = socket",)),

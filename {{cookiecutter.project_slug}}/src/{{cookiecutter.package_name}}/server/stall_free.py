@@ -26,6 +26,8 @@ seconds (22 s measured on Bokeh 3.9.2) or, on 3.10, the executor is busy for as 
   dataset) into the permanent generation, and ``full_collections`` turns CPython's automatic full
   collections off and runs them itself when they are due, so that the live sessions are walked
   only as often as discards pay for it (see there); discarded documents are watched;
+* ``default_orphans`` frees the default models Bokeh makes and drops while it builds a document
+  (in cycles with their own property containers, they waited for a full collection);
 * ``websocket_cycles`` breaks the cycles a closed websocket connection's handler objects form,
   and ``next_tick_cycles`` the one a next-tick callback that has run left its document in (3.8, 3.9);
 * ``sliced_expiry`` runs Bokeh's unused-session expiry in slices that yield to the event loop,
@@ -61,6 +63,7 @@ except ImportError:
         _AsyncPeriodic = None  # type: ignore[assignment,misc,unused-ignore]
 
 from . import (
+    default_orphans,
     full_collections,
     memory,
     next_tick_cycles,
@@ -254,6 +257,7 @@ def install() -> bool:
         callbacks.remove_session_callback = _remove_session_callback_and_drop_it(  # type: ignore[method-assign]
             callbacks.remove_session_callback
         )
+        default_orphans.install()
         websocket_cycles.install()
         next_tick_cycles.install()
         memory.after_release.append(report_leaked_modules)
