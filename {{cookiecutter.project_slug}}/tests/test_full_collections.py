@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from {{ cookiecutter.package_name }}.server import full_collections, memory
-from {{ cookiecutter.package_name }}.server.discard_watch import DiscardWatch
 
 pytestmark = pytest.mark.requires_patch("stall_free")  # conftest installs it where it is on
 
@@ -38,7 +37,8 @@ def clean_slate(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Scheduled full collections on (the suite installs them), nothing watched, no budget pending,
     and the last full collection so long that discards do not pay for the next one."""
     assert full_collections.enabled()
-    monkeypatch.setattr(full_collections, "discarded_documents", DiscardWatch())
+    monkeypatch.setattr(full_collections, "_discarded", [])
+    monkeypatch.setattr(full_collections, "_previous", [])
     monkeypatch.setattr(full_collections, "_next_allowed_at", 0.0)
     monkeypatch.setattr(full_collections, "_discards", 0)
     monkeypatch.setattr(full_collections, "_cost_per_session_s", 1e6)

@@ -43,11 +43,11 @@ import gc
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from . import memory
-from .discard_watch import DiscardWatch
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,12 @@ _next_allowed_at = 0.0
 _discards = 0  # since the last full collection
 #: Full collections run by this module in this process (tests, diagnostics).
 full_collections = 0
-#: Discarded documents, watched until a full collection frees them or finds them leaked.
-discarded_documents = DiscardWatch()
+# Weak references to documents discarded since the last release, and before it. Kept in lists
+# that go at the release: dropping each entry as its document died (a WeakValueDictionary, tried)
+# left the free lists full of small tuples that pinned hundreds of memory arenas, and the full
+# collection after 2,000 discards, which empties the free lists, took 13-22 ms instead of 4.
+_discarded: list[weakref.ref[Any]] = []
+_previous: list[weakref.ref[Any]] = []
 
 
 def enable() -> None:
@@ -127,22 +131,25 @@ def watch_discarded(document: Any) -> None:
     """Note a document being discarded: if a cycle keeps it, a release collects in full."""
     global _discards
     if _enabled:
-        discarded_documents.watch(document)
         with _lock:
+            _discarded.append(weakref.ref(document))
             _discards += 1
 
 
 def _full_collection_due() -> str:
     """At a release, why a full collection is due ("" if not): see the module docstring."""
+    global _discarded, _previous
     expected = expected_cost_s()
-    held = discarded_documents.held_at_release()
     with _lock:
+        held = [ref for ref in _previous if ref() is not None]
+        _previous, _discarded = _discarded, []
         paid = _discards > 0 and _discards * COST_PER_DISCARD_S >= expected
     if not (held or paid):
         return ""
     if time.monotonic() < _next_allowed_at:
-        return ""  # still due: the held ones are held again at the next release
-    discarded_documents.forget(held)  # one still alive after this collection is a leak
+        with _lock:
+            _previous.extend(held)  # still due: ask again at the next release
+        return ""
     if held:
         return f"{len(held)} discarded document(s) held"
     return f"{_discards} discards since the last full collection"

@@ -47,6 +47,8 @@ import gc
 import logging
 import sys
 import threading
+import weakref
+from types import ModuleType
 from typing import Any
 
 import bokeh
@@ -72,7 +74,6 @@ from . import (
     unwatched_callbacks,
     websocket_cycles,
 )
-from .discard_watch import DiscardWatch
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,10 @@ _MODEL_CONTAINERS = (
 
 _installed = False
 _install_lock = threading.Lock()
-#: Discarded session modules, watched until the release after the next (labelled with their names).
-discarded_modules = DiscardWatch()
+# (module name, weak reference) of discarded session modules: since the last release, and before it
+_discarded_modules: list[tuple[str, weakref.ref[ModuleType]]] = []
+_previous_batch: list[tuple[str, weakref.ref[ModuleType]]] = []
+_discarded_lock = threading.Lock()
 
 
 class _CoalescedGC:
@@ -107,11 +110,12 @@ class _CoalescedGC:
 
 def _destroy_modules(self: Any) -> None:
     """``DocumentModuleManager.destroy`` without a heap walk per module (see module docstring)."""
-    for module in self._modules:
-        if module.__name__ in sys.modules:
-            del sys.modules[module.__name__]
-        discarded_modules.watch(module, module.__name__)
-        module.__dict__.clear()
+    with _discarded_lock:
+        for module in self._modules:
+            if module.__name__ in sys.modules:
+                del sys.modules[module.__name__]
+            _discarded_modules.append((module.__name__, weakref.ref(module)))
+            module.__dict__.clear()
     self._modules = []
 
 
@@ -206,15 +210,19 @@ def report_leaked_modules(duration: float = 0.0) -> int:
     """After a collection: log session modules discarded before the previous release that are still
     alive after a full collection (one release of grace, so a module still on a worker thread's
     stack is not reported). Returns how many."""
-    alive = discarded_modules.held_at_release()
+    global _discarded_modules, _previous_batch
+    with _discarded_lock:
+        alive = [(name, ref) for name, ref in _previous_batch if ref() is not None]
+        _previous_batch, _discarded_modules = _discarded_modules, []
     if (
         alive
         and full_collections.enabled()
         and not full_collections.collect_in_full_if_allowed(f"{len(alive)} discarded module(s) held")
     ):
-        return 0  # over the time budget of full collections: they are held again at the next release
-    leaked = [(key[1], module) for key in alive if (module := discarded_modules.get(key)) is not None]
-    discarded_modules.forget(alive)  # reported once
+        with _discarded_lock:  # over the time budget of full collections: look again next release
+            _previous_batch.extend(alive)
+        return 0
+    leaked = [(name, module) for name, ref in alive if (module := ref()) is not None]
     if leaked and gc.get_freeze_count():
         # get_referrers does not see frozen objects (a registry in an imported module). The startup
         # heap stays in the old generation from now on: full collections walk it too.
