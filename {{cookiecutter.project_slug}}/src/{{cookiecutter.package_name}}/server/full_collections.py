@@ -39,6 +39,7 @@ serve`` of the app keeps CPython's behaviour.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import threading
@@ -82,8 +83,7 @@ def enable() -> None:
     """Turn scheduled full collections on for this process (``stall_free.install``)."""
     global _enabled
     _enabled = True
-    memory.collect_garbage = collect
-    memory.collection_steps = (collect_young, collect_old_if_due)
+    memory.collection_steps = steps
 
 
 def enabled() -> bool:
@@ -194,9 +194,13 @@ def collect_old_if_due() -> int:
     return collect_in_full(reason) if reason else 0
 
 
-def collect(force_full: bool = False) -> int:
-    """``memory.collect_garbage``: the young generations, then the old one if due (or forced)."""
-    collected = collect_young()
+def steps(force_full: bool = False) -> tuple[Callable[[], int], ...]:
+    """``memory.collection_steps``: the young generations, then the old one if due (or forced)."""
     if force_full:
-        return collected + collect_in_full("forced")
-    return collected + collect_old_if_due()
+        return collect_young, functools.partial(collect_in_full, "forced")
+    return collect_young, collect_old_if_due
+
+
+def collect(force_full: bool = False) -> int:
+    """The steps in one go: the young generations, then the old one if due (or forced)."""
+    return sum(step() for step in steps(force_full))

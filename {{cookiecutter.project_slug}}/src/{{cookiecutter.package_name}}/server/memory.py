@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import os
@@ -146,18 +147,14 @@ def trim_step(discarded_since_last: int) -> bool:
     return True
 
 
-def _collect_every_generation(force_full: bool = False) -> int:
-    return gc.collect()
+def _every_generation_at_once(force_full: bool = False) -> tuple[Callable[[], int], ...]:
+    return (gc.collect,)
 
 
-#: The collection of a release: every generation, unless ``full_collections`` schedules the
-#: full ones (then the young generations, and the old one when due or ``force_full``).
-collect_garbage: Callable[[bool], int] = _collect_every_generation
-
-
-#: The same collection in parts, for a release the scheduler runs in steps (``release_in_steps``):
-#: every generation at once, unless ``full_collections`` gives the young and the old one apart.
-collection_steps: tuple[Callable[[], int], ...] = (gc.collect,)
+#: The collections of a release, in the parts a release run in steps (``release_in_steps``) gives
+#: a turn of the event loop each: every generation at once, unless ``full_collections`` schedules
+#: the full ones (then the young generations, and the old one when due or ``force_full``).
+collection_steps: Callable[[bool], tuple[Callable[[], int], ...]] = _every_generation_at_once
 
 
 def _collecting(collection: Callable[[], int]) -> int:
@@ -189,7 +186,8 @@ def _released(duration: float) -> None:
 def release_memory(force_full: bool = False) -> float:
     """Collect garbage and trim the C heap now. Returns the seconds it took."""
     started = time.perf_counter()
-    _collecting(lambda: collect_garbage(force_full))
+    for step in collection_steps(force_full):
+        _collecting(step)
     _trim_heap()
     duration = time.perf_counter() - started
     _released(duration)
@@ -205,18 +203,22 @@ def release_in_steps(loop: asyncio.AbstractEventLoop) -> None:
     trim, then the hooks) ``STEP_PAUSE_S`` apart: requests that arrived during a part are served
     before the next one (a part merely queued with ``call_soon`` would run ahead of them). After
     2,000 discarded sessions the parts took 1, 4 and 2 ms; in one callback, 8 ms (Bokeh 3.10.2)."""
-    steps = [*(lambda step=step: _collecting(step) for step in collection_steps), _trim_heap]
+    steps = [*(functools.partial(_collecting, step) for step in collection_steps(False)), _trim_heap]
+    _run_release_step(loop, steps, 0, 0.0)
 
-    def run(index: int, busy_s: float) -> None:
-        started = time.perf_counter()
-        steps[index]()
-        busy_s += time.perf_counter() - started
-        if index + 1 < len(steps):
-            loop.call_later(STEP_PAUSE_S, run, index + 1, busy_s)
-        else:
-            loop.call_later(STEP_PAUSE_S, _released, busy_s)
 
-    run(0, 0.0)
+def _run_release_step(
+    loop: asyncio.AbstractEventLoop, steps: list[Callable[[], int]], index: int, busy_s: float
+) -> None:
+    """Part ``index`` of ``release_in_steps``, then the next one scheduled (a function of the module,
+    not a closure that schedules itself: that closure's cycle was left to each full collection)."""
+    started = time.perf_counter()
+    steps[index]()
+    busy_s += time.perf_counter() - started
+    if index + 1 < len(steps):
+        loop.call_later(STEP_PAUSE_S, _run_release_step, loop, steps, index + 1, busy_s)
+    else:
+        loop.call_later(STEP_PAUSE_S, _released, busy_s)
 
 
 class _Scheduler:
