@@ -15,11 +15,16 @@
    its batch grows quadratically). Sessions hold the demo app's 2 MB each; the project runs with
    ``<PKG>_MEMORY_LIMIT=64Gi`` and its discard of sessions nobody connects to switched off, so that
    admission control and that discard leave the batch whole: only the expiry is measured.
+   A worst stall of a few milliseconds is near the probe's own noise (the idle figure): single
+   runs at 2,000 and 200 sessions gave ratios from 0.75 to 2.5 x with the same code, so the
+   project runs every size ``--repeats`` times (default 3, in rounds over the sizes, so that a
+   slow spell of the machine does not fall on one size) and reports the median of each figure
+   with every run's worst stall; bare Bokeh, whose stalls are hundreds of milliseconds, runs once.
 2. Throughput: websocket sessions opened (page pull) and closed through each server, in
    alternating rounds; sessions per second and the ratio project/bare.
 
 Run from the project root: ``python benchmarks/expiry_and_throughput.py`` (``--help`` for sizes;
-about 15 minutes with the defaults, most of it waiting for bare Bokeh). It prints a table, writes
+about 25 minutes with the defaults, half of it waiting for bare Bokeh). It prints a table, writes
 ``benchmarks/results/expiry_and_throughput.json`` (``--results-dir``) and ``expiry_sweep.html``
 (worst stall and time to empty against the batch size; ``python benchmarks/snapshot.py
 benchmarks/results/expiry_sweep.html docs/benchmark-expiry.png`` makes the README image).
@@ -62,9 +67,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CLEANED = re.compile(rf"^(\d+\.\d+) Session (?!{re.escape(WARM_UP_PREFIX)})(\S+) cleaned up")
 SERVERS = ("project", "bare")
 LIFETIME_MS = 1000
-#: The same probe's worst delay over this long just before the expiry window: the stall the idle
-#: sessions cause by themselves (their periodic callbacks), for comparison.
-IDLE_WINDOW_S = 5.0
+#: The expiry window starts this long before the first discard and ends this long after the last.
+WINDOW_MARGIN_S = 1.0
 #: The project's settings for the sweep: no admission refusals, no discard of unclaimed pages.
 SWEEP_ENV = {env_var("memory_limit"): "64Gi", env_var("unconnected_grace_ms"): str(24 * 3600 * 1000)}
 
@@ -190,7 +194,7 @@ def create_sessions(server: ServedProcess, sessions: int, threads: int) -> float
 
 
 def mass_expiry(
-    name: str, sessions: int, timing: CheckTiming, threads: int, empty_timeout_s: float
+    name: str, sessions: int, timing: CheckTiming, threads: int, empty_timeout_s: float, window_s: float
 ) -> dict[str, Any]:
     """Create ``sessions`` idle sessions, let them expire at one check, measure stall and duration."""
     check_ms = timing.check_ms(sessions)
@@ -210,7 +214,7 @@ def mass_expiry(
         with harness_collections_paused():
             probe = Probe(server.url("/__probe__")).start()
             row = _measure_expiry(
-                name, server, sessions, probe, cleaned_times, started, check_ms, empty_timeout_s
+                name, server, sessions, probe, cleaned_times, started, check_ms, empty_timeout_s, window_s
             )
         probe.stop()
         return {"sessions": sessions, "creation_s": round(creation_s, 2), "check_ms": check_ms, **row}
@@ -227,8 +231,15 @@ def _measure_expiry(
     started: float,
     check_ms: int,
     empty_timeout_s: float,
+    window_s: float,
 ) -> dict[str, Any]:
-    """Wait for the check to discard the batch; the probe's worst delays during it and before."""
+    """Wait for the check to discard the batch; the probe's worst delays during it and before.
+
+    The window runs from ``WINDOW_MARGIN_S`` before the first discard to ``window_s`` after it, or
+    to ``WINDOW_MARGIN_S`` after the last discard if that is later, so that batches which empty in
+    less than ``window_s`` are measured over windows of the same length: the worst of a noisy probe
+    grows with how many probes it is taken over. The idle figure comes from a window as long (at
+    most ``WINDOW_MARGIN_S + window_s``), just before."""
     wait_until(lambda: bool(cleaned_times()), check_ms / 1000 + 30, interval=0.05)
     first_seen = min(cleaned_times(), default=None)
     if first_seen is None and name == "project":
@@ -238,37 +249,61 @@ def _measure_expiry(
     emptied = wait_until(
         lambda: len(cleaned_times()) >= sessions, first_seen + empty_timeout_s - time.time(), 0.1
     )
-    time.sleep(1.0)  # the collection after the last discard, and its follow-up
     times = cleaned_times()
     first, last = min(times, default=first_seen), max(times, default=first_seen)
-    end = last + 1.0 if emptied else time.time()
-    worst_ms, median_ms = probe.worst_ms(first - 1.0, end)
-    idle_ms, _ = probe.worst_ms(first - 1.0 - IDLE_WINDOW_S, first - 1.0)
+    # The collection after the last discard, and its follow-up, fall in the window.
+    end = max(last + WINDOW_MARGIN_S, first + window_s) if emptied else time.time()
+    time.sleep(max(0.0, end - time.time()))
+    start = first - WINDOW_MARGIN_S
+    worst_ms, median_ms = probe.worst_ms(start, end)
+    idle_ms, _ = probe.worst_ms(start - min(end - start, WINDOW_MARGIN_S + window_s), start)
     return {
         "time_to_empty_s": round(last - first, 3) if emptied else None,
         "left_at_end": sessions - len(times),
         "empty_timeout_s": empty_timeout_s,
         "max_loop_lag_ms": round(worst_ms, 1),
         "idle_max_loop_lag_ms": round(idle_ms, 1),
+        "window_s": round(end - start, 2),
         "median_probe_ms": round(median_ms, 2),
     }
 
 
 def sweep(
-    batches: list[int], threads: int, empty_timeout_s: float, check_margin_s: float
+    batches: list[int],
+    threads: int,
+    empty_timeout_s: float,
+    check_margin_s: float,
+    repeats: int = 1,
+    window_s: float = 6.0,
 ) -> dict[str, list[dict[str, Any]]]:
-    """``mass_expiry`` for every batch size, project and bare alternating, smallest batch first."""
+    """``mass_expiry`` for every batch size, smallest first, in ``repeats`` rounds for the project
+    (bare Bokeh in the first round only): one row per size and server, the median of its runs."""
     timing = {name: CheckTiming(margin_s=check_margin_s) for name in SERVERS}
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in SERVERS}
-    for sessions in sorted(batches):
-        for name in SERVERS:
-            row = mass_expiry(name, sessions, timing[name], threads, empty_timeout_s)
-            print(
-                f"  {name}: {sessions} sessions, {emptied_text(row)}, "
-                f"worst stall {row['max_loop_lag_ms']:.0f} ms"
-            )
-            results[name].append(row)
-    return results
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {name: {} for name in SERVERS}
+    for round_number in range(repeats):
+        for sessions in sorted(batches):
+            for name in SERVERS if round_number == 0 else ("project",):
+                row = mass_expiry(name, sessions, timing[name], threads, empty_timeout_s, window_s)
+                print(
+                    f"  {name}: {sessions} sessions, {emptied_text(row)}, "
+                    f"worst stall {row['max_loop_lag_ms']:.0f} ms (round {round_number + 1})",
+                    flush=True,
+                )
+                runs[name].setdefault(sessions, []).append(row)
+    return {name: [median_run(by_size[size]) for size in sorted(by_size)] for name, by_size in runs.items()}
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One batch size's runs as one row: each figure the median of the runs' (the lower middle
+    one, a value that was measured), time to empty only if every run emptied; ``runs`` keeps them."""
+    row = dict(runs[0])
+    for key in ("max_loop_lag_ms", "idle_max_loop_lag_ms", "median_probe_ms", "creation_s"):
+        row[key] = statistics.median_low(run[key] for run in runs)
+    emptied = [run["time_to_empty_s"] for run in runs]
+    row["time_to_empty_s"] = None if None in emptied else statistics.median_low(emptied)
+    row["left_at_end"] = max(run["left_at_end"] for run in runs)
+    row["runs"] = runs
+    return row
 
 
 def emptied_text(row: dict[str, Any]) -> str:
@@ -278,7 +313,7 @@ def emptied_text(row: dict[str, Any]) -> str:
 
 
 def flatness(rows: list[dict[str, Any]]) -> float | None:
-    """Worst stall of the largest batch over that of the smallest (1.0 is flat)."""
+    """Worst stall of the largest batch over that of the smallest, medians of their runs (1.0 is flat)."""
     if len(rows) < 2 or not rows[0]["max_loop_lag_ms"]:
         return None
     return round(rows[-1]["max_loop_lag_ms"] / rows[0]["max_loop_lag_ms"], 2)
@@ -292,7 +327,8 @@ def sweep_figure(results: dict[str, list[dict[str, Any]]], title: str) -> Any:
 
     colors = {"project": "#1f77b4", "bare": "#d62728"}
     stall = figure(
-        title="Worst event-loop stall while the batch expires", x_axis_label="sessions expiring in one check",
+        title="Worst event-loop stall while the batch expires (median of runs)",
+        x_axis_label="sessions expiring in one check",
         y_axis_label="ms (log)", y_axis_type="log", width=520, height=360,
     )  # fmt: skip
     empty = figure(
@@ -304,6 +340,10 @@ def sweep_figure(results: dict[str, list[dict[str, Any]]], title: str) -> Any:
         stall.line(sizes, [max(row["max_loop_lag_ms"], 0.1) for row in rows], color=colors[name],
                    line_width=2.5, legend_label=name)  # fmt: skip
         stall.scatter(sizes, [max(row["max_loop_lag_ms"], 0.1) for row in rows], color=colors[name], size=8)
+        each = [(row["sessions"], max(run["max_loop_lag_ms"], 0.1)) for row in rows for run in row["runs"]]
+        if any(len(row["runs"]) > 1 for row in rows):
+            stall.scatter(*zip(*each, strict=True), color=colors[name], size=5, alpha=0.5,
+                          legend_label=f"{name}: each run")  # fmt: skip
         done = [
             (row["sessions"], max(row["time_to_empty_s"], 0.01))
             for row in rows
@@ -351,11 +391,13 @@ def throughput(sessions_per_round: int, rounds: int) -> dict[str, float]:
 
 def sweep_rows(results: dict[str, list[dict[str, Any]]]) -> list[list[str]]:
     rows = []
-    for name, runs in results.items():
-        for run in runs:
-            rows.append([name, str(run["sessions"]), f"{run['max_loop_lag_ms']:.1f} ms",
-                         f"{run['idle_max_loop_lag_ms']:.1f} ms", emptied_text(run),
-                         f"{run['median_probe_ms']:.2f} ms", f"{run['creation_s']:.0f} s"])  # fmt: skip
+    for name, sizes in results.items():
+        for size in sizes:
+            each = ", ".join(f"{run['max_loop_lag_ms']:.1f}" for run in size["runs"])
+            rows.append([name, str(size["sessions"]), f"{size['max_loop_lag_ms']:.1f} ms",
+                         each if len(size["runs"]) > 1 else "", f"{size['idle_max_loop_lag_ms']:.1f} ms",
+                         emptied_text(size), f"{size['median_probe_ms']:.2f} ms",
+                         f"{size['creation_s']:.0f} s"])  # fmt: skip
     return rows
 
 
@@ -364,29 +406,38 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--batches", type=int, nargs="+", default=[200, 500, 1000, 2000],
-                        help="idle sessions expiring together, one run per size and server")  # fmt: skip
+                        help="idle sessions expiring together, one server at a time")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="project runs per batch size (bare: one); figures are medians")  # fmt: skip
     parser.add_argument("--threads", type=int, default=4, help="page GETs at a time while creating sessions")
     parser.add_argument("--empty-timeout-s", type=float, default=60.0,
                         help="give up on emptying this long after the first discard")  # fmt: skip
+    parser.add_argument("--window-s", type=float, default=6.0,
+                        help="measure stalls until at least this long after the first discard")  # fmt: skip
     parser.add_argument("--check-margin-s", type=float, default=10.0,
                         help="the check falls this long after the sessions should be created")  # fmt: skip
     parser.add_argument("--throughput-sessions", type=int, default=40, help="sessions per throughput round")
     parser.add_argument("--rounds", type=int, default=5, help="alternating throughput rounds")
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON and HTML go")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
 
     print("Mass-expiry sweep")
-    results = sweep(args.batches, args.threads, args.empty_timeout_s, args.check_margin_s)
+    results = sweep(
+        args.batches, args.threads, args.empty_timeout_s, args.check_margin_s, args.repeats, args.window_s
+    )
     rates = throughput(args.throughput_sessions, args.rounds)
     print("\nMass expiry: idle sessions expiring at one check")
-    header = ["server", "sessions", "worst stall", "idle before", "time to empty", "median probe", "creation"]
+    header = ["server", "sessions", "worst stall", "each run (ms)", "idle before", "time to empty",
+              "median probe", "creation"]  # fmt: skip
     print(format_table(header, sweep_rows(results), left=1))
     flat = {name: flatness(runs) for name, runs in results.items()}
     for name, ratio in flat.items():
         if ratio is not None:
             print(
                 f"{name}: worst stall at {max(args.batches)} sessions = "
-                f"{ratio:.2f} x that at {min(args.batches)}"
+                f"{ratio:.2f} x that at {min(args.batches)} ({len(results[name][0]['runs'])} run(s) per size)"
             )
     rounds = f"{args.rounds} alternating rounds of {args.throughput_sessions}"
     print(f"\nThroughput: websocket session open+close, {rounds}")

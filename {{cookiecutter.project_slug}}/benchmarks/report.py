@@ -7,8 +7,8 @@ as sessions come and go?", so they are read together. This script runs both (or,
 ``--from-results``, reads the JSON they last wrote), prints one table and writes
 ``benchmarks/results/report.html``: the memory curves plot, the combined table and bar charts.
 
-Run from the project root: ``python benchmarks/report.py`` (about 20 minutes: the mass-expiry
-sweep waits for bare Bokeh to empty) or ``python benchmarks/report.py --from-results``.
+Run from the project root: ``python benchmarks/report.py`` (about 30 minutes: the mass-expiry
+sweep repeats each size and waits for bare Bokeh to empty) or ``python benchmarks/report.py --from-results``.
 """
 
 from __future__ import annotations

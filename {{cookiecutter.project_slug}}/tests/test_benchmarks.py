@@ -147,9 +147,11 @@ def test_crowd_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
 
 
 def test_expiry_sweep_runs_and_writes_its_report(tmp_path: Path) -> None:
-    """Two tiny batches per server, each expiring at one check: the sweep's figures and plot exist."""
+    """Two tiny batches per server, each expiring at one check, the project's twice: the sweep's
+    figures (medians of the runs) and plot exist."""
     tiny = [
-        "--batches", "4", "8", "--empty-timeout-s", "5", "--check-margin-s", "1",
+        "--batches", "4", "8", "--repeats", "2", "--empty-timeout-s", "5", "--window-s", "1",
+        "--check-margin-s", "1",
         "--throughput-sessions", "2", "--rounds", "1",
     ]  # fmt: skip
     completed = subprocess.run(
@@ -166,7 +168,9 @@ def test_expiry_sweep_runs_and_writes_its_report(tmp_path: Path) -> None:
         runs = report["expiry_sweep"][server]
         assert [run["sessions"] for run in runs] == [4, 8]
         for run in runs:
-            assert run["max_loop_lag_ms"] > 0 and run["left_at_end"] >= 0
+            assert run["max_loop_lag_ms"] > 0 and run["left_at_end"] >= 0 and run["window_s"] >= 1
+            assert len(run["runs"]) == (2 if server == "project" else 1)
+            assert run["max_loop_lag_ms"] in [each["max_loop_lag_ms"] for each in run["runs"]]
     # The project empties a tiny batch at once; that is what its figure says.
     assert all(run["time_to_empty_s"] is not None for run in report["expiry_sweep"]["project"])
     assert "stall_ratio_largest_over_smallest" in report and report["throughput"]["rounds"] == 1
@@ -175,7 +179,7 @@ def test_expiry_sweep_runs_and_writes_its_report(tmp_path: Path) -> None:
 
 def test_capacity_benchmark_runs_and_writes_its_report(tmp_path: Path) -> None:
     """Two tiny steps per configuration (nginx ones when deploy/nginx.conf and nginx exist)."""
-    from {{ cookiecutter.package_name }}_devtools.nginx import NGINX_CONF, nginx_binary
+    from bokeh_dashboard_devtools.nginx import NGINX_CONF, nginx_binary
 
     configs = ["project", "bare"]
     if NGINX_CONF.is_file() and nginx_binary() is not None:
